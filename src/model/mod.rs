@@ -1,0 +1,7 @@
+//! The networks: ResNet-50 backbone, classification heads, and the ImageNet model.
+
+pub mod classifier;
+pub mod resnet;
+
+pub use classifier::{Classifier, Head, HeadKind, ImageNetResNet50};
+pub use resnet::{Layout, ResNet50};

@@ -1,0 +1,202 @@
+//! ResNet-50 (v1), one backend-generic implementation with two weight layouts.
+//!
+//! Keras (`keras.applications.ResNet50`, the layout of the ImageNet weights we ship) and
+//! torchvision differ in three details; everything else is the same network:
+//!
+//! | detail                         | Keras       | torchvision |
+//! | ------------------------------ | ----------- | ----------- |
+//! | stride of a downsampling block | first 1x1   | the 3x3     |
+//! | convolution bias               | yes         | no          |
+//! | BatchNorm epsilon              | 1e-3        | 1e-5        |
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Output channels of the backbone: the width of the pooled feature vector.
+pub const FEATURE_DIM: usize = 2048;
+
+/// Blocks per stage of ResNet-50 (stages are numbered 2..=5, as Keras names them).
+pub const STAGE_BLOCKS: [usize; 4] = [3, 4, 6, 3];
+
+/// Which framework's variant of the architecture (and therefore of the weights) to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    Keras,
+    Torchvision,
+}
+
+impl Layout {
+    fn conv_bias(self) -> bool {
+        self == Layout::Keras
+    }
+
+    fn batchnorm_epsilon(self) -> f64 {
+        match self {
+            Layout::Keras => 1e-3,
+            Layout::Torchvision => 1e-5,
+        }
+    }
+}
+
+/// A convolution followed by batch normalisation, the unit every ResNet layer is made of.
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    pub conv: Conv2d,
+    pub bn: BatchNorm,
+}
+
+impl ConvBn {
+    fn new(
+        channels: [usize; 2],
+        kernel: usize,
+        stride: usize,
+        layout: Layout,
+        device: &Device,
+    ) -> Self {
+        let pad = kernel / 2;
+        let conv = Conv2dConfig::new(channels, [kernel, kernel])
+            .with_stride([stride, stride])
+            .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+            .with_bias(layout.conv_bias())
+            // He (Kaiming) normal, fan-in: the initialiser Keras uses for ResNet convolutions.
+            .with_initializer(Initializer::KaimingNormal {
+                gain: 2f64.sqrt(),
+                fan_out_only: false,
+            })
+            .init(device);
+        // Keras momentum 0.99 on the old value is burn/PyTorch momentum 0.01 on the new one.
+        let bn = BatchNormConfig::new(channels[1])
+            .with_epsilon(layout.batchnorm_epsilon())
+            .with_momentum(0.01)
+            .init(device);
+        Self { conv, bn }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.bn.forward(self.conv.forward(x))
+    }
+}
+
+/// The bottleneck residual block: 1x1 reduce, 3x3, 1x1 expand (x4), plus a shortcut.
+#[derive(Module, Debug)]
+pub struct Bottleneck {
+    pub reduce: ConvBn,
+    pub spatial: ConvBn,
+    pub expand: ConvBn,
+    /// Projection shortcut on the first block of each stage; identity otherwise.
+    pub shortcut: Option<ConvBn>,
+}
+
+impl Bottleneck {
+    fn new(
+        in_channels: usize,
+        width: usize,
+        stride: usize,
+        first: bool,
+        layout: Layout,
+        device: &Device,
+    ) -> Self {
+        let out_channels = width * 4;
+        let (reduce_stride, spatial_stride) = match layout {
+            Layout::Keras => (stride, 1),
+            Layout::Torchvision => (1, stride),
+        };
+        Self {
+            reduce: ConvBn::new([in_channels, width], 1, reduce_stride, layout, device),
+            spatial: ConvBn::new([width, width], 3, spatial_stride, layout, device),
+            expand: ConvBn::new([width, out_channels], 1, 1, layout, device),
+            shortcut: first
+                .then(|| ConvBn::new([in_channels, out_channels], 1, stride, layout, device)),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let shortcut = match &self.shortcut {
+            Some(projection) => projection.forward(x.clone()),
+            None => x.clone(),
+        };
+        let y = relu(self.reduce.forward(x));
+        let y = relu(self.spatial.forward(y));
+        relu(self.expand.forward(y) + shortcut)
+    }
+}
+
+/// One stage: blocks sharing an output width.
+#[derive(Module, Debug)]
+pub struct Stage {
+    pub blocks: Vec<Bottleneck>,
+}
+
+/// ResNet-50 without its top (`include_top=False`): image in, 2048-channel feature map out.
+#[derive(Module, Debug)]
+pub struct ResNet50 {
+    pub stem: ConvBn,
+    pub pool: MaxPool2d,
+    pub stages: Vec<Stage>,
+}
+
+impl ResNet50 {
+    /// A randomly initialised network (He-normal convolutions, unit BatchNorm).
+    pub fn new(layout: Layout, device: &Device) -> Self {
+        // Keras: ZeroPadding(3) + 7x7/2 valid conv; ZeroPadding(1) + 3x3/2 valid max-pool.
+        // Symmetric padding inside the ops is the same thing; padding the pool with zeros or
+        // with -inf gives the same result because its input has just been through a ReLU.
+        let stem = ConvBn::new([3, 64], 7, 2, layout, device);
+        let pool = MaxPool2dConfig::new([3, 3])
+            .with_strides([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init();
+        let mut in_channels = 64;
+        let stages = STAGE_BLOCKS
+            .iter()
+            .enumerate()
+            .map(|(index, &blocks)| {
+                let width = 64 << index;
+                let stride = if index == 0 { 1 } else { 2 };
+                let blocks = (0..blocks)
+                    .map(|block| {
+                        let first = block == 0;
+                        let unit = Bottleneck::new(
+                            in_channels,
+                            width,
+                            if first { stride } else { 1 },
+                            first,
+                            layout,
+                            device,
+                        );
+                        in_channels = width * 4;
+                        unit
+                    })
+                    .collect();
+                Stage { blocks }
+            })
+            .collect();
+        Self { stem, pool, stages }
+    }
+
+    /// The last residual stage's feature map, `[batch, 2048, h/32, w/32]`.
+    pub fn feature_map(&self, images: Tensor<4>) -> Tensor<4> {
+        let x = self.pool.forward(relu(self.stem.forward(images)));
+        self.stages
+            .iter()
+            .flat_map(|stage| &stage.blocks)
+            .fold(x, |x, block| block.forward(x))
+    }
+
+    /// Global-average-pooled features, `[batch, 2048]`.
+    pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
+        global_average_pool(self.feature_map(images))
+    }
+}
+
+/// Mean over the spatial dimensions: `[b, c, h, w]` -> `[b, c]`.
+pub fn global_average_pool(map: Tensor<4>) -> Tensor<2> {
+    let [batch, channels, _, _] = map.dims();
+    map.flatten::<3>(2, 3).mean_dim(2).reshape([batch, channels])
+}

@@ -1,0 +1,128 @@
+//! Image preprocessing shared by every command: decode, resize, normalise.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use burn::tensor::{Device, Tensor, TensorData};
+use image::imageops::FilterType;
+use image::{ImageReader, RgbImage};
+use serde::{Deserialize, Serialize};
+
+/// How pixel values are mapped to network inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalization {
+    /// RGB->BGR minus the ImageNet channel means, no scaling: what the Keras weights expect.
+    Caffe,
+    /// x / 255 in RGB order: what the notebook did (`ImageDataGenerator(rescale=1/255)`).
+    Rescale,
+}
+
+/// ImageNet means of the B, G, R channels (Keras "caffe" preprocessing).
+const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
+
+impl Normalization {
+    /// Writes an interleaved RGB image (`h*w*3` bytes) as planar network input (`3*h*w`).
+    pub fn write_planar(self, rgb: &[u8], out: &mut [f32]) {
+        let plane = rgb.len() / 3;
+        debug_assert_eq!(out.len(), rgb.len());
+        let (planes, rest) = out.split_at_mut(plane);
+        let (second, third) = rest.split_at_mut(plane);
+        match self {
+            Normalization::Caffe => {
+                for (i, px) in rgb.chunks_exact(3).enumerate() {
+                    planes[i] = px[2] as f32 - CAFFE_MEAN_BGR[0];
+                    second[i] = px[1] as f32 - CAFFE_MEAN_BGR[1];
+                    third[i] = px[0] as f32 - CAFFE_MEAN_BGR[2];
+                }
+            }
+            Normalization::Rescale => {
+                for (i, px) in rgb.chunks_exact(3).enumerate() {
+                    planes[i] = px[0] as f32 / 255.0;
+                    second[i] = px[1] as f32 / 255.0;
+                    third[i] = px[2] as f32 / 255.0;
+                }
+            }
+        }
+    }
+}
+
+/// Stacks square RGB images (`size*size*3` bytes each) into a normalised `[n, 3, size, size]`
+/// tensor on `device`.
+pub fn batch_tensor(
+    images: &[&[u8]],
+    size: usize,
+    normalization: Normalization,
+    device: &Device,
+) -> Tensor<4> {
+    let per_image = 3 * size * size;
+    let mut values = vec![0f32; images.len() * per_image];
+    for (rgb, out) in images.iter().zip(values.chunks_exact_mut(per_image)) {
+        normalization.write_planar(rgb, out);
+    }
+    Tensor::from_data(TensorData::new(values, [images.len(), 3, size, size]), device)
+}
+
+/// Decodes an image file of any supported format and colour type into 8-bit RGB.
+/// The format comes from the file's content, not its extension.
+pub fn decode(path: &Path) -> Result<RgbImage> {
+    let reader = ImageReader::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if reader.format().is_none() {
+        anyhow::bail!("{} is not a JPEG or PNG image", path.display());
+    }
+    let image = reader
+        .decode()
+        .with_context(|| format!("{} is not a readable image", path.display()))?;
+    Ok(image.into_rgb8())
+}
+
+/// Resizes so the shorter side is `size`, then takes the centred `size` x `size` square.
+/// Images already `size` x `size` (all of Fruits-360 at the default size) are returned as is.
+pub fn resize_square(image: RgbImage, size: u32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    if w == size && h == size {
+        return image;
+    }
+    let scale = size as f64 / w.min(h) as f64;
+    let (nw, nh) = (
+        ((w as f64 * scale).round() as u32).max(size),
+        ((h as f64 * scale).round() as u32).max(size),
+    );
+    let resized = image::imageops::resize(&image, nw, nh, FilterType::Triangle);
+    image::imageops::crop_imm(&resized, (nw - size) / 2, (nh - size) / 2, size, size).to_image()
+}
+
+/// Decode + resize: the pixels every command feeds the network.
+pub fn load_square(path: &Path, size: u32) -> Result<RgbImage> {
+    Ok(resize_square(decode(path)?, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caffe_is_bgr_minus_mean_and_rescale_is_rgb_over_255() {
+        let rgb = [255u8, 0, 10, 0, 128, 0];
+        let mut out = [0f32; 6];
+        Normalization::Caffe.write_planar(&rgb, &mut out);
+        assert_eq!(out[0], 10.0 - 103.939); // B plane, pixel 0
+        assert_eq!(out[4], 255.0 - 123.68); // R plane, pixel 0
+        assert_eq!(out[3], 128.0 - 116.779); // G plane, pixel 1
+        Normalization::Rescale.write_planar(&rgb, &mut out);
+        assert_eq!(out, [1.0, 0.0, 0.0, 128.0 / 255.0, 10.0 / 255.0, 0.0]);
+    }
+
+    #[test]
+    fn resize_square_crops_the_centre() {
+        let image = RgbImage::from_fn(40, 20, |x, _| image::Rgb([x as u8, 0, 0]));
+        let square = resize_square(image, 10);
+        assert_eq!(square.dimensions(), (10, 10));
+        // 40x20 -> 20x10, centre 10 columns are source columns ~10..30.
+        let middle = square.get_pixel(5, 5)[0];
+        assert!((18..=24).contains(&middle), "{middle}");
+    }
+}
