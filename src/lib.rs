@@ -2,7 +2,14 @@
 
 pub mod atomic_file;
 pub mod cli;
+pub mod data;
 pub mod device;
+pub mod eval;
 pub mod model;
 pub mod preprocess;
+pub mod progress;
+pub mod train;
 pub mod weights;
+
+/// The burn release fruitlab is built and tested with (pinned in Cargo.toml).
+pub const BURN_VERSION: &str = "0.22.1";

@@ -22,27 +22,28 @@ pub enum Normalization {
 const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
 
 impl Normalization {
+    /// Network input channels for one RGB pixel (values 0..=255), in the network's order.
+    #[inline]
+    pub fn planar(self, [r, g, b]: [f32; 3]) -> [f32; 3] {
+        match self {
+            Normalization::Caffe => [
+                b - CAFFE_MEAN_BGR[0],
+                g - CAFFE_MEAN_BGR[1],
+                r - CAFFE_MEAN_BGR[2],
+            ],
+            Normalization::Rescale => [r / 255.0, g / 255.0, b / 255.0],
+        }
+    }
+
     /// Writes an interleaved RGB image (`h*w*3` bytes) as planar network input (`3*h*w`).
     pub fn write_planar(self, rgb: &[u8], out: &mut [f32]) {
-        let plane = rgb.len() / 3;
         debug_assert_eq!(out.len(), rgb.len());
-        let (planes, rest) = out.split_at_mut(plane);
-        let (second, third) = rest.split_at_mut(plane);
-        match self {
-            Normalization::Caffe => {
-                for (i, px) in rgb.chunks_exact(3).enumerate() {
-                    planes[i] = px[2] as f32 - CAFFE_MEAN_BGR[0];
-                    second[i] = px[1] as f32 - CAFFE_MEAN_BGR[1];
-                    third[i] = px[0] as f32 - CAFFE_MEAN_BGR[2];
-                }
-            }
-            Normalization::Rescale => {
-                for (i, px) in rgb.chunks_exact(3).enumerate() {
-                    planes[i] = px[0] as f32 / 255.0;
-                    second[i] = px[1] as f32 / 255.0;
-                    third[i] = px[2] as f32 / 255.0;
-                }
-            }
+        let plane = rgb.len() / 3;
+        for (i, px) in rgb.chunks_exact(3).enumerate() {
+            let value = self.planar([px[0] as f32, px[1] as f32, px[2] as f32]);
+            out[i] = value[0];
+            out[plane + i] = value[1];
+            out[2 * plane + i] = value[2];
         }
     }
 }

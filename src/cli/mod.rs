@@ -1,6 +1,8 @@
 //! The `fruitlab` command line: argument parsing and one module per command.
 
+mod data;
 mod predict;
+mod train;
 mod weights;
 
 use anyhow::Result;
@@ -26,6 +28,11 @@ enum Command {
     Weights(weights::WeightsCommand),
     /// Classify images with the ImageNet model or a trained run.
     Predict(predict::PredictArgs),
+    /// Inspect datasets.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Train a classifier (fine-tune, or a new top on a frozen backbone).
+    Train(Box<train::TrainArgs>),
 }
 
 /// Where the network runs.
@@ -61,5 +68,7 @@ pub fn run() -> Result<()> {
     match Cli::parse().command {
         Command::Weights(command) => weights::run(command),
         Command::Predict(args) => predict::run(args),
+        Command::Data(command) => data::run(command),
+        Command::Train(args) => train::run(*args),
     }
 }

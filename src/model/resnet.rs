@@ -9,7 +9,7 @@
 //! | convolution bias               | yes         | no          |
 //! | BatchNorm epsilon              | 1e-3        | 1e-5        |
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
@@ -45,10 +45,12 @@ impl Layout {
 }
 
 /// A convolution followed by batch normalisation, the unit every ResNet layer is made of.
+/// After [`ResNet50::fold_batchnorm`] the normalisation lives in the convolution and `bn` is
+/// `None`.
 #[derive(Module, Debug)]
 pub struct ConvBn {
     pub conv: Conv2d,
-    pub bn: BatchNorm,
+    pub bn: Option<BatchNorm>,
 }
 
 impl ConvBn {
@@ -75,11 +77,53 @@ impl ConvBn {
             .with_epsilon(layout.batchnorm_epsilon())
             .with_momentum(0.01)
             .init(device);
-        Self { conv, bn }
+        Self { conv, bn: Some(bn) }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+        let y = self.conv.forward(x);
+        match &self.bn {
+            Some(bn) => bn.forward(y),
+            None => y,
+        }
+    }
+
+    /// Folds inference-mode batch normalisation into the convolution's weights and bias:
+    /// `bn(conv(x)) = conv'(x)` with `W' = W * s`, `b' = (b - mean) * s + beta`,
+    /// `s = gamma / sqrt(var + eps)`. Saves a full pass over every activation at inference.
+    pub fn fold_batchnorm(mut self) -> Self {
+        let Some(bn) = self.bn.take() else { return self };
+        let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
+        let [out_channels] = scale.dims();
+        let weight = self.conv.weight.val() * scale.clone().reshape([out_channels, 1, 1, 1]);
+        let bias = match &self.conv.bias {
+            Some(bias) => bias.val(),
+            None => Tensor::zeros([out_channels], &scale.device()),
+        };
+        let bias = (bias - bn.running_mean.value()) * scale + bn.beta.val();
+        self.conv.weight = Param::from_tensor(weight);
+        self.conv.bias = Some(Param::from_tensor(bias));
+        self
+    }
+}
+
+/// Keras' names of a unit's convolution and batch-norm layers, e.g. `res3a_branch2b` /
+/// `bn3a_branch2b`, or `conv1` / `bn_conv1` for the stem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnitName {
+    pub conv: String,
+    pub bn: String,
+}
+
+impl UnitName {
+    fn stem() -> Self {
+        Self { conv: "conv1".into(), bn: "bn_conv1".into() }
+    }
+
+    /// Stage index 0..4 (Keras stages 2..5), block index, branch (`branch2a`, ..., `branch1`).
+    fn block(stage: usize, block: usize, branch: &str) -> Self {
+        let name = format!("{}{}", stage + 2, (b'a' + block as u8) as char);
+        Self { conv: format!("res{name}_{branch}"), bn: format!("bn{name}_{branch}") }
     }
 }
 
@@ -180,6 +224,53 @@ impl ResNet50 {
         Self { stem, pool, stages }
     }
 
+    /// Rebuilds the network with `f` applied to every conv+BN unit, in Keras' layer order.
+    pub fn try_map_units<E>(
+        mut self,
+        mut f: impl FnMut(&UnitName, ConvBn) -> Result<ConvBn, E>,
+    ) -> Result<Self, E> {
+        self.stem = f(&UnitName::stem(), self.stem)?;
+        for (s, stage) in self.stages.iter_mut().enumerate() {
+            for (b, block) in stage.blocks.iter_mut().enumerate() {
+                let mut apply = |unit: &mut ConvBn, branch: &str| -> Result<(), E> {
+                    let taken = std::mem::replace(unit, placeholder_unit(unit));
+                    *unit = f(&UnitName::block(s, b, branch), taken)?;
+                    Ok(())
+                };
+                apply(&mut block.reduce, "branch2a")?;
+                apply(&mut block.spatial, "branch2b")?;
+                apply(&mut block.expand, "branch2c")?;
+                if let Some(shortcut) = &mut block.shortcut {
+                    apply(shortcut, "branch1")?;
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// Rebuilds the network with `f` applied to every conv+BN unit.
+    pub fn map_units(self, mut f: impl FnMut(ConvBn) -> ConvBn) -> Self {
+        self.try_map_units(|_, unit| Ok::<_, std::convert::Infallible>(f(unit)))
+            .unwrap_or_else(|never| match never {})
+    }
+
+    /// The inference network with every batch norm folded into its convolution.
+    pub fn fold_batchnorm(self) -> Self {
+        self.map_units(ConvBn::fold_batchnorm)
+    }
+
+    /// Switches the batch norms between batch statistics (`true`, when training on an autodiff
+    /// device) and their running statistics (`false`: frozen statistics, gamma/beta still train).
+    pub fn with_batchnorm_training(self, training: bool) -> Self {
+        self.map_units(|mut unit| {
+            unit.bn = unit.bn.map(|mut bn| {
+                bn.training = bn.training.with_value(training);
+                bn
+            });
+            unit
+        })
+    }
+
     /// The last residual stage's feature map, `[batch, 2048, h/32, w/32]`.
     pub fn feature_map(&self, images: Tensor<4>) -> Tensor<4> {
         let x = self.pool.forward(relu(self.stem.forward(images)));
@@ -193,6 +284,11 @@ impl ResNet50 {
     pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
         global_average_pool(self.feature_map(images))
     }
+}
+
+/// A cheap stand-in that holds a unit's place while it is being rebuilt (shares its tensors).
+fn placeholder_unit(unit: &ConvBn) -> ConvBn {
+    ConvBn { conv: unit.conv.clone(), bn: None }
 }
 
 /// Mean over the spatial dimensions: `[b, c, h, w]` -> `[b, c]`.

@@ -2,26 +2,21 @@
 //! modules. Every tensor is checked by name and shape; leftovers are reported too, so a file
 //! for another network cannot load silently.
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use burn::module::{Param, RunningState};
 use burn::nn::{BatchNorm, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::NamedTensors;
-use crate::model::resnet::{ConvBn, Layout, ResNet50};
+use crate::model::resnet::{ConvBn, Layout, ResNet50, UnitName};
 use crate::model::{ImageNetResNet50, classifier::keras_dense};
 
 /// Number of ImageNet classes of the `fc1000` layer.
 pub const IMAGENET_CLASSES: usize = 1000;
 
-/// Keras names a block by stage number (2..=5) and a letter per block (a, b, c...).
-fn block_name(stage: usize, block: usize) -> String {
-    format!("{}{}", stage + 2, (b'a' + block as u8) as char)
-}
-
 /// Loads the backbone weights (`conv1` .. `res5c_*`), consuming them from `tensors`.
 pub fn load_backbone(
-    mut backbone: ResNet50,
+    backbone: ResNet50,
     tensors: &mut NamedTensors,
     device: &Device,
 ) -> Result<ResNet50> {
@@ -29,24 +24,7 @@ pub fn load_backbone(
         backbone.stem.conv.bias.is_some(),
         "the Keras ImageNet weights need the Keras layout of ResNet-50 (--layout keras)"
     );
-    backbone.stem = load_conv_bn(backbone.stem, "conv1", "bn_conv1", tensors, device)?;
-    for (s, stage) in backbone.stages.iter_mut().enumerate() {
-        for (b, block) in stage.blocks.iter_mut().enumerate() {
-            let name = block_name(s, b);
-            let unit = |branch: &str| (format!("res{name}_{branch}"), format!("bn{name}_{branch}"));
-            let (conv, bn) = unit("branch2a");
-            block.reduce = load_conv_bn(block.reduce.clone(), &conv, &bn, tensors, device)?;
-            let (conv, bn) = unit("branch2b");
-            block.spatial = load_conv_bn(block.spatial.clone(), &conv, &bn, tensors, device)?;
-            let (conv, bn) = unit("branch2c");
-            block.expand = load_conv_bn(block.expand.clone(), &conv, &bn, tensors, device)?;
-            if let Some(shortcut) = block.shortcut.take() {
-                let (conv, bn) = unit("branch1");
-                block.shortcut = Some(load_conv_bn(shortcut, &conv, &bn, tensors, device)?);
-            }
-        }
-    }
-    Ok(backbone)
+    backbone.try_map_units(|name, unit| load_conv_bn(unit, name, tensors, device))
 }
 
 /// The full ImageNet network: backbone plus `fc1000`. Fails if any tensor is left over.
@@ -73,17 +51,17 @@ pub fn ensure_consumed(tensors: &NamedTensors) -> Result<()> {
 
 fn load_conv_bn(
     mut unit: ConvBn,
-    conv_name: &str,
-    bn_name: &str,
+    name: &UnitName,
     tensors: &mut NamedTensors,
     device: &Device,
 ) -> Result<ConvBn> {
     let shape = unit.conv.weight.shape().dims::<4>();
-    let kernel = tensors.take(&format!("{conv_name}/kernel"), &shape)?;
+    let kernel = tensors.take(&format!("{}/kernel", name.conv), &shape)?;
     unit.conv.weight = Param::from_tensor(tensor(kernel, shape, device));
-    let bias = tensors.take(&format!("{conv_name}/bias"), &[shape[0]])?;
+    let bias = tensors.take(&format!("{}/bias", name.conv), &[shape[0]])?;
     unit.conv.bias = Some(Param::from_tensor(tensor(bias, [shape[0]], device)));
-    unit.bn = load_batchnorm(unit.bn, bn_name, tensors, device)?;
+    let bn = unit.bn.take().context("cannot load weights into a network with folded batch norms")?;
+    unit.bn = Some(load_batchnorm(bn, &name.bn, tensors, device)?);
     Ok(unit)
 }
 

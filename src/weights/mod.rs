@@ -1,6 +1,7 @@
 //! Pretrained weights: fetching and caching them, reading TF.js and safetensors files, and
 //! putting Keras-named tensors into the model.
 
+pub mod checkpoint;
 pub mod fetch;
 pub mod keras;
 pub mod tensors;

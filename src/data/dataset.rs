@@ -1,0 +1,250 @@
+//! Image folders (one sub-folder per class) and the train/validation split.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+
+/// File extensions read as images (case-insensitive); other files are listed as ignored.
+pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+
+/// One image file and the index of its class.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabeledImage {
+    pub path: PathBuf,
+    pub label: usize,
+}
+
+/// A folder of class folders, read in a fixed order: classes sorted by name, images of a class
+/// sorted by video frame (see [`frame_key`]).
+#[derive(Clone, Debug)]
+pub struct ImageFolder {
+    pub root: PathBuf,
+    pub classes: Vec<String>,
+    pub images: Vec<LabeledImage>,
+    /// Files in class folders that are not images by extension (not used).
+    pub ignored: Vec<PathBuf>,
+}
+
+impl ImageFolder {
+    /// Scans `root`, whose sub-folders are the classes. Fails on a root without class folders
+    /// and on empty class folders, naming them.
+    pub fn scan(root: &Path) -> Result<Self> {
+        let mut classes = Vec::new();
+        let entries = std::fs::read_dir(root)
+            .with_context(|| format!("cannot read the dataset folder {}", root.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {}", root.display()))?;
+            // Follows symlinks: a linked class folder is a class folder.
+            if entry.path().is_dir() && !is_hidden(&entry.path()) {
+                classes.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        ensure!(
+            !classes.is_empty(),
+            "{} has no class folders: expected one sub-folder of images per class",
+            root.display()
+        );
+        classes.sort();
+        let mut images = Vec::new();
+        let mut ignored = Vec::new();
+        let mut empty = Vec::new();
+        for (label, class) in classes.iter().enumerate() {
+            let folder = root.join(class);
+            let (mut files, others) = list_images(&folder)?;
+            ignored.extend(others);
+            if files.is_empty() {
+                empty.push(folder.display().to_string());
+            }
+            files.sort_by_cached_key(|path| frame_key(path));
+            images.extend(files.into_iter().map(|path| LabeledImage { path, label }));
+        }
+        ensure!(
+            empty.is_empty(),
+            "class folders without images ({}): {}",
+            IMAGE_EXTENSIONS.join("/"),
+            empty.join(", ")
+        );
+        Ok(Self { root: root.to_path_buf(), classes, images, ignored })
+    }
+
+    pub fn count_per_class(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes.len()];
+        for image in &self.images {
+            counts[image.label] += 1;
+        }
+        counts
+    }
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+/// Image files and other (non-hidden) files of a class folder.
+fn list_images(folder: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let mut images = Vec::new();
+    let mut others = Vec::new();
+    let entries =
+        std::fs::read_dir(folder).with_context(|| format!("cannot read {}", folder.display()))?;
+    for entry in entries {
+        let path = entry.with_context(|| format!("cannot list {}", folder.display()))?.path();
+        if is_hidden(&path) || path.is_dir() {
+            continue;
+        }
+        let is_image = path.extension().is_some_and(|extension| {
+            let extension = extension.to_string_lossy().to_lowercase();
+            IMAGE_EXTENSIONS.contains(&extension.as_str())
+        });
+        if is_image { images.push(path) } else { others.push(path) }
+    }
+    Ok((images, others))
+}
+
+/// Sort key putting Fruits-360 files in video-frame order. Their names are
+/// `[r_|r2_|r3_]INDEX_100.jpg`, where neighbouring indices are neighbouring frames; other
+/// names sort after them, by name.
+pub fn frame_key(path: &Path) -> (u64, String) {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = name.split('.').next().unwrap_or_default();
+    let without_prefix = match stem.split_once('_') {
+        Some((prefix, rest)) if prefix.starts_with('r') && prefix[1..].chars().all(|c| c.is_ascii_digit()) => rest,
+        _ => stem,
+    };
+    let index = without_prefix
+        .split('_')
+        .next()
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or(u64::MAX);
+    (index, name)
+}
+
+/// Where the validation images come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validation {
+    /// The dataset's own `Test/` folder.
+    TestFolder,
+    /// The last `fraction` of each training class, in frame order.
+    HoldOut { fraction: f64 },
+}
+
+/// Training and validation images with their shared class list.
+#[derive(Clone, Debug)]
+pub struct DataSplits {
+    pub classes: Vec<String>,
+    pub train: Vec<LabeledImage>,
+    pub val: Vec<LabeledImage>,
+    pub validation: Validation,
+    pub ignored: Vec<PathBuf>,
+}
+
+/// Default fraction held out when the dataset has no `Test/` folder.
+pub const DEFAULT_VAL_SPLIT: f64 = 0.2;
+
+/// The training folder of a dataset root: `ROOT/Training` if it exists, else ROOT itself.
+pub fn training_folder(root: &Path) -> PathBuf {
+    let training = root.join("Training");
+    if training.is_dir() { training } else { root.to_path_buf() }
+}
+
+/// Reads a dataset root. Validation comes from `--val-split F` when given (the last F of each
+/// class by frame index), else from `ROOT/Test` when it exists, else from a 20% hold-out.
+pub fn load_splits(root: &Path, val_split: Option<f64>) -> Result<DataSplits> {
+    let training = ImageFolder::scan(&training_folder(root))?;
+    let test = root.join("Test");
+    if val_split.is_none() && test.is_dir() && training.root != root {
+        let test = ImageFolder::scan(&test)?;
+        ensure_same_classes(&training, &test)?;
+        return Ok(DataSplits {
+            classes: training.classes,
+            train: training.images,
+            val: test.images,
+            validation: Validation::TestFolder,
+            ignored: [training.ignored, test.ignored].concat(),
+        });
+    }
+    let fraction = val_split.unwrap_or(DEFAULT_VAL_SPLIT);
+    ensure!(
+        (0.0..1.0).contains(&fraction),
+        "--val-split must be in [0, 1), got {fraction}"
+    );
+    let (train, val) = hold_out_last(&training.images, training.classes.len(), fraction);
+    Ok(DataSplits {
+        classes: training.classes,
+        train,
+        val,
+        validation: Validation::HoldOut { fraction },
+        ignored: training.ignored,
+    })
+}
+
+/// Splits off the last `fraction` (rounded, at least one when `fraction > 0`) of each class.
+/// `images` must be grouped by class in frame order, as [`ImageFolder::scan`] returns them.
+pub fn hold_out_last(
+    images: &[LabeledImage],
+    num_classes: usize,
+    fraction: f64,
+) -> (Vec<LabeledImage>, Vec<LabeledImage>) {
+    let mut train = Vec::new();
+    let mut val = Vec::new();
+    for label in 0..num_classes {
+        let class: Vec<&LabeledImage> = images.iter().filter(|i| i.label == label).collect();
+        let held = if fraction > 0.0 {
+            ((class.len() as f64 * fraction).round() as usize).clamp(1, class.len().saturating_sub(1).max(1))
+        } else {
+            0
+        };
+        let (keep, hold) = class.split_at(class.len() - held);
+        train.extend(keep.iter().map(|&i| i.clone()));
+        val.extend(hold.iter().map(|&i| i.clone()));
+    }
+    (train, val)
+}
+
+/// Training and test folders must name the same classes, or labels would not line up.
+pub fn ensure_same_classes(training: &ImageFolder, test: &ImageFolder) -> Result<()> {
+    if training.classes == test.classes {
+        return Ok(());
+    }
+    let train: BTreeSet<&String> = training.classes.iter().collect();
+    let test_set: BTreeSet<&String> = test.classes.iter().collect();
+    let only_train: Vec<_> = train.difference(&test_set).collect();
+    let only_test: Vec<_> = test_set.difference(&train).collect();
+    bail!(
+        "the classes of {} and {} differ: only in training {:?}, only in test {:?}",
+        training.root.display(),
+        test.root.display(),
+        only_train,
+        only_test
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_key_orders_by_index_across_prefixes() {
+        let mut names = ["r_10_100.jpg", "2_100.jpg", "r2_3_100.jpg", "zz.jpg", "100_100.jpg"]
+            .map(PathBuf::from)
+            .to_vec();
+        names.sort_by_cached_key(|p| frame_key(p));
+        let names: Vec<_> = names.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["2_100.jpg", "r2_3_100.jpg", "r_10_100.jpg", "100_100.jpg", "zz.jpg"]);
+    }
+
+    #[test]
+    fn hold_out_takes_the_last_frames_of_each_class() {
+        let images: Vec<LabeledImage> = (0..2)
+            .flat_map(|label| {
+                (0..10).map(move |i| LabeledImage { path: format!("{label}/{i}").into(), label })
+            })
+            .collect();
+        let (train, val) = hold_out_last(&images, 2, 0.2);
+        assert_eq!(train.len(), 16);
+        let held: Vec<_> = val.iter().map(|i| i.path.to_string_lossy().into_owned()).collect();
+        assert_eq!(held, ["0/8", "0/9", "1/8", "1/9"]);
+    }
+}

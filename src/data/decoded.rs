@@ -1,0 +1,105 @@
+//! Decode every image once, in parallel, into one contiguous uint8 buffer that training and
+//! evaluation then read from memory (1.5 GB for the 48,905 Fruits-360 images at 100 px).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Result, bail};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::dataset::LabeledImage;
+use crate::preprocess;
+
+/// Square RGB images of one size, back to back, with their labels.
+pub struct DecodedImages {
+    pub size: usize,
+    pub pixels: Vec<u8>,
+    pub labels: Vec<usize>,
+}
+
+impl DecodedImages {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn bytes_per_image(&self) -> usize {
+        self.size * self.size * 3
+    }
+
+    /// Interleaved RGB pixels of image `index`.
+    pub fn image(&self, index: usize) -> &[u8] {
+        let n = self.bytes_per_image();
+        &self.pixels[index * n..(index + 1) * n]
+    }
+}
+
+/// An image that could not be decoded, and why.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BadImage {
+    pub path: PathBuf,
+    pub error: String,
+}
+
+/// Decodes and resizes `images` to `size` x `size` on all cores. Unreadable files are an error
+/// listing them, unless `skip_bad`: then they are left out and returned for reporting.
+/// `progress` is called with the number of images done so far (from worker threads).
+pub fn decode_all(
+    images: &[LabeledImage],
+    size: usize,
+    skip_bad: bool,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<(DecodedImages, Vec<BadImage>)> {
+    let per_image = size * size * 3;
+    let mut pixels = vec![0u8; images.len() * per_image];
+    let done = AtomicUsize::new(0);
+    let outcomes: Vec<Option<BadImage>> = pixels
+        .par_chunks_mut(per_image)
+        .zip(images.par_iter())
+        .map(|(out, image)| {
+            let result = preprocess::load_square(&image.path, size as u32);
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+            match result {
+                Ok(rgb) => {
+                    out.copy_from_slice(rgb.as_raw());
+                    None
+                }
+                Err(error) => Some(BadImage { path: image.path.clone(), error: format!("{error:#}") }),
+            }
+        })
+        .collect();
+    let bad: Vec<BadImage> = outcomes.iter().flatten().cloned().collect();
+    if !bad.is_empty() && !skip_bad {
+        bail!(
+            "{} unreadable image(s); fix or remove them, or pass --skip-bad-images to leave them out:\n  {}",
+            bad.len(),
+            describe(&bad, 20)
+        );
+    }
+    let mut labels = Vec::with_capacity(images.len());
+    let mut kept = 0;
+    for (index, (image, outcome)) in images.iter().zip(&outcomes).enumerate() {
+        if outcome.is_none() {
+            if kept != index {
+                pixels.copy_within(index * per_image..(index + 1) * per_image, kept * per_image);
+            }
+            labels.push(image.label);
+            kept += 1;
+        }
+    }
+    pixels.truncate(kept * per_image);
+    Ok((DecodedImages { size, pixels, labels }, bad))
+}
+
+/// The first `limit` bad images, one per line.
+pub fn describe(bad: &[BadImage], limit: usize) -> String {
+    let mut lines: Vec<String> = bad.iter().take(limit).map(|b| b.error.clone()).collect();
+    if bad.len() > limit {
+        lines.push(format!("... and {} more", bad.len() - limit));
+    }
+    lines.join("\n  ")
+}

@@ -1,0 +1,182 @@
+//! Batches for training and evaluation, assembled (and augmented) by a background thread
+//! while the model computes, in an order fixed by the seed alone.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::augment::Augment;
+use super::decoded::DecodedImages;
+use crate::preprocess::Normalization;
+
+/// Batches prepared ahead of the model.
+const PREFETCH: usize = 3;
+
+/// Mixes two numbers into one well-spread seed (splitmix64 finaliser).
+pub fn mix(seed: u64, stream: u64) -> u64 {
+    let mut z = seed ^ stream.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The training sample order: an endless sequence of shuffled passes over the data set, like
+/// Keras' `flow_from_directory`. Position `p` is item `p % n` of pass `p / n`, whose shuffle
+/// depends only on the seed and the pass, so any stretch can be regenerated to resume a run.
+pub struct SampleStream {
+    len: usize,
+    seed: u64,
+}
+
+impl SampleStream {
+    pub fn new(len: usize, seed: u64) -> Self {
+        Self { len, seed }
+    }
+
+    fn pass_order(&self, pass: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(self.seed, pass)));
+        order
+    }
+
+    /// `(image index, stream position)` for positions `start..start + count`.
+    pub fn slice(&self, start: u64, count: usize) -> Vec<(usize, u64)> {
+        let mut out = Vec::with_capacity(count);
+        let mut cached: Option<(u64, Vec<usize>)> = None;
+        for position in start..start + count as u64 {
+            let pass = position / self.len as u64;
+            if cached.as_ref().is_none_or(|(p, _)| *p != pass) {
+                cached = Some((pass, self.pass_order(pass)));
+            }
+            let order = &cached.as_ref().expect("just filled").1;
+            out.push((order[(position % self.len as u64) as usize], position));
+        }
+        out
+    }
+}
+
+/// A batch of normalised planar images `[len, 3, size, size]` and their labels.
+pub struct Batch {
+    pub images: Vec<f32>,
+    pub labels: Vec<usize>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// How the batches are made.
+#[derive(Clone)]
+pub struct BatchRecipe {
+    pub batch_size: usize,
+    pub normalization: Normalization,
+    /// Random augmentation (training only), with the seed its draws derive from.
+    pub augment: Option<(Augment, u64)>,
+}
+
+/// Batches arriving from the background thread; counts the time the consumer waits on them.
+pub struct Batches {
+    receiver: Receiver<Batch>,
+    worker: Option<JoinHandle<()>>,
+    /// Time spent blocked waiting for the next batch (data starvation).
+    pub waited: Duration,
+}
+
+impl Batches {
+    /// Starts assembling batches of `samples` (`(image index, stream position)` pairs; the
+    /// position seeds that sample's augmentation).
+    pub fn spawn(data: Arc<DecodedImages>, samples: Vec<(usize, u64)>, recipe: BatchRecipe) -> Self {
+        let (sender, receiver) = sync_channel(PREFETCH);
+        let worker = std::thread::spawn(move || {
+            for chunk in samples.chunks(recipe.batch_size) {
+                if sender.send(assemble(&data, chunk, &recipe)).is_err() {
+                    return; // the consumer stopped early (interrupted run)
+                }
+            }
+        });
+        Self { receiver, worker: Some(worker), waited: Duration::ZERO }
+    }
+
+    /// Plain batches of every image in order (evaluation).
+    pub fn in_order(data: Arc<DecodedImages>, batch_size: usize, normalization: Normalization) -> Self {
+        let samples = (0..data.len()).map(|i| (i, i as u64)).collect();
+        Self::spawn(data, samples, BatchRecipe { batch_size, normalization, augment: None })
+    }
+}
+
+impl Iterator for Batches {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        let started = Instant::now();
+        let batch = self.receiver.recv().ok();
+        self.waited += started.elapsed();
+        if batch.is_none() {
+            if let Some(worker) = self.worker.take() {
+                // Surface a panic of the worker instead of ending the epoch silently.
+                if let Err(panic) = worker.join() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        }
+        batch
+    }
+}
+
+/// Normalises (and augments) the images of one batch, in parallel.
+pub fn assemble(data: &DecodedImages, samples: &[(usize, u64)], recipe: &BatchRecipe) -> Batch {
+    let per_image = data.bytes_per_image();
+    let mut images = vec![0f32; samples.len() * per_image];
+    images
+        .par_chunks_mut(per_image)
+        .zip(samples.par_iter())
+        .for_each(|(out, &(index, position))| {
+            let rgb = data.image(index);
+            match &recipe.augment {
+                Some((augment, seed)) if !augment.is_identity() => {
+                    let mut rng = ChaCha8Rng::seed_from_u64(mix(*seed, position));
+                    augment.sample(&mut rng).apply(rgb, data.size, recipe.normalization, out);
+                }
+                _ => recipe.normalization.write_planar(rgb, out),
+            }
+        });
+    Batch { images, labels: samples.iter().map(|&(index, _)| data.labels[index]).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_passes_are_permutations_and_reproducible() {
+        let stream = SampleStream::new(10, 42);
+        let first = stream.slice(0, 25);
+        let mut pass: Vec<usize> = first[..10].iter().map(|s| s.0).collect();
+        pass.sort();
+        assert_eq!(pass, (0..10).collect::<Vec<_>>());
+        assert_ne!(first[..10], first[10..20], "each pass is shuffled anew");
+        assert_eq!(stream.slice(13, 5), first[13..18], "any stretch can be regenerated");
+        assert_ne!(SampleStream::new(10, 43).slice(0, 10), first[..10]);
+    }
+
+    #[test]
+    fn batches_cover_samples_in_order_with_a_short_last_batch() {
+        let data = Arc::new(DecodedImages { size: 1, pixels: (0..15).collect(), labels: vec![0, 1, 2, 3, 4] });
+        let batches: Vec<Batch> = Batches::in_order(data, 2, Normalization::Rescale).collect();
+        assert_eq!(batches.iter().map(Batch::len).collect::<Vec<_>>(), [2, 2, 1]);
+        assert_eq!(batches[2].labels, [4]);
+        assert!((batches[1].images[0] - 6.0 / 255.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,204 @@
+//! Evaluation: running a network over decoded images, and the metrics of its predictions.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Batches, DecodedImages};
+use crate::preprocess::Normalization;
+use crate::progress::Progress;
+
+/// Reads a 2-D tensor back as row-major values.
+pub fn rows(tensor: Tensor<2>) -> Result<Vec<f32>> {
+    tensor
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|error| anyhow::anyhow!("cannot read tensor values: {error:?}"))
+}
+
+/// Runs `forward` over all images in order, `batch_size` at a time, and concatenates the
+/// output rows (logits or features).
+pub fn map_images(
+    data: &Arc<DecodedImages>,
+    batch_size: usize,
+    normalization: Normalization,
+    device: &Device,
+    progress: &Progress,
+    forward: impl Fn(Tensor<4>) -> Tensor<2>,
+) -> Result<Vec<f32>> {
+    let size = data.size;
+    let mut out = Vec::new();
+    let mut done = 0;
+    for batch in Batches::in_order(data.clone(), batch_size, normalization) {
+        let n = batch.len();
+        let input = Tensor::from_data(TensorData::new(batch.images, [n, 3, size, size]), device);
+        out.extend(rows(forward(input))?);
+        done += n;
+        progress.update(done as u64, String::new);
+    }
+    Ok(out)
+}
+
+/// Loss and accuracy of a set of predictions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub images: usize,
+    /// Mean cross-entropy.
+    pub loss: f64,
+    pub accuracy: f64,
+    pub top5_accuracy: f64,
+}
+
+/// Softmax of one row of logits.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+/// The predicted class of a row (highest score).
+pub fn argmax(row: &[f32]) -> usize {
+    (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0)
+}
+
+/// Rank of the true class within a row of scores (0 = predicted).
+fn rank_of(row: &[f32], label: usize) -> usize {
+    row.iter().filter(|&&score| score > row[label]).count()
+}
+
+/// Loss, top-1 and top-5 accuracy of `logits` (`labels.len()` rows).
+pub fn metrics(logits: &[f32], labels: &[usize]) -> Metrics {
+    let classes = logits.len() / labels.len().max(1);
+    let (mut loss, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
+    for (row, &label) in logits.chunks_exact(classes).zip(labels) {
+        let probabilities = softmax(row);
+        loss -= (probabilities[label].max(1e-12) as f64).ln();
+        let rank = rank_of(row, label);
+        top1 += (rank == 0) as usize;
+        top5 += (rank < 5) as usize;
+    }
+    let n = labels.len().max(1) as f64;
+    Metrics {
+        images: labels.len(),
+        loss: loss / n,
+        accuracy: top1 as f64 / n,
+        top5_accuracy: top5 as f64 / n,
+    }
+}
+
+/// Accuracy of one class.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClassAccuracy {
+    pub class: String,
+    pub images: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+}
+
+/// A (true, predicted) class pair and how often it happened.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Confusion {
+    pub true_class: String,
+    pub predicted_class: String,
+    pub count: usize,
+}
+
+/// One misclassified image.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Mistake {
+    /// Index of the image in the evaluated set.
+    pub index: usize,
+    pub true_class: String,
+    pub predicted_class: String,
+    /// Probability given to the wrong prediction.
+    pub confidence: f32,
+}
+
+/// The full evaluation of a model on a set of images.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Evaluation {
+    #[serde(flatten)]
+    pub metrics: Metrics,
+    pub per_class: Vec<ClassAccuracy>,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<usize>>,
+    pub most_confused: Vec<Confusion>,
+    /// Misclassified images, most confident first.
+    pub mistakes: Vec<Mistake>,
+}
+
+pub fn evaluate(logits: &[f32], labels: &[usize], classes: &[String]) -> Evaluation {
+    let n = classes.len();
+    let mut confusion = vec![vec![0usize; n]; n];
+    let mut mistakes = Vec::new();
+    for (index, (row, &label)) in logits.chunks_exact(n).zip(labels).enumerate() {
+        let predicted = argmax(row);
+        confusion[label][predicted] += 1;
+        if predicted != label {
+            mistakes.push(Mistake {
+                index,
+                true_class: classes[label].clone(),
+                predicted_class: classes[predicted].clone(),
+                confidence: softmax(row)[predicted],
+            });
+        }
+    }
+    mistakes.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    let per_class = classes
+        .iter()
+        .enumerate()
+        .map(|(c, class)| {
+            let images: usize = confusion[c].iter().sum();
+            ClassAccuracy {
+                class: class.clone(),
+                images,
+                correct: confusion[c][c],
+                accuracy: confusion[c][c] as f64 / images.max(1) as f64,
+            }
+        })
+        .collect();
+    let mut most_confused: Vec<Confusion> = (0..n)
+        .flat_map(|t| (0..n).map(move |p| (t, p)))
+        .filter(|&(t, p)| t != p && confusion[t][p] > 0)
+        .map(|(t, p)| Confusion {
+            true_class: classes[t].clone(),
+            predicted_class: classes[p].clone(),
+            count: confusion[t][p],
+        })
+        .collect();
+    most_confused.sort_by(|a, b| b.count.cmp(&a.count));
+    most_confused.truncate(10);
+    Evaluation { metrics: metrics(logits, labels), per_class, confusion, most_confused, mistakes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_count_top1_top5_and_loss() {
+        // 6 classes, 2 images: the first right, the second's label ranked 6th (out of top-5).
+        let logits = [5.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, -1.0];
+        let m = metrics(&logits, &[0, 5]);
+        assert_eq!(m.accuracy, 0.5);
+        assert_eq!(m.top5_accuracy, 0.5);
+        let p0 = softmax(&logits[..6])[0] as f64;
+        let p1 = softmax(&logits[6..])[5] as f64;
+        assert!((m.loss - (-(p0.ln()) - p1.ln()) / 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn evaluation_builds_confusion_and_mistakes() {
+        let classes: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        let logits = [2.0, 0.0, 0.0, 2.0, 3.0, 0.0];
+        let e = evaluate(&logits, &[0, 1, 1], &classes);
+        assert_eq!(e.confusion, vec![vec![1, 0], vec![1, 1]]);
+        assert_eq!(e.per_class[1].accuracy, 0.5);
+        assert_eq!(e.most_confused[0].true_class, "b");
+        assert_eq!(e.mistakes.len(), 1);
+        assert_eq!(e.mistakes[0].index, 2);
+    }
+}

@@ -1,0 +1,82 @@
+//! Progress reporting: a live bar on a terminal, plain periodic lines otherwise (logs, CI).
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Interval between plain progress lines when stderr is not a terminal.
+const LINE_INTERVAL: Duration = Duration::from_secs(20);
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    label: String,
+    total: u64,
+    started: Instant,
+    last_line: Mutex<Instant>,
+}
+
+impl Progress {
+    pub fn new(label: &str, total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>12} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(label.to_string());
+            bar
+        });
+        let now = Instant::now();
+        Self { bar, label: label.to_string(), total, started: now, last_line: Mutex::new(now) }
+    }
+
+    /// Reports `position` items done, with a short status message. Callable from any thread.
+    pub fn update(&self, position: u64, message: impl FnOnce() -> String) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(position);
+            bar.set_message(message());
+            return;
+        }
+        let mut last = self.last_line.lock().expect("progress lock");
+        if last.elapsed() >= LINE_INTERVAL && position < self.total {
+            *last = Instant::now();
+            let elapsed = self.started.elapsed().as_secs_f64();
+            let rate = position as f64 / elapsed.max(1e-9);
+            let eta = (self.total - position) as f64 / rate.max(1e-9);
+            eprintln!(
+                "{}: {position}/{} ({:.0}%) {:.1}/s ETA {:.0}s {}",
+                self.label,
+                self.total,
+                100.0 * position as f64 / self.total.max(1) as f64,
+                rate,
+                eta,
+                message()
+            );
+        }
+    }
+
+    /// Prints a line without breaking the bar.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -1,0 +1,133 @@
+//! Everything that defines a training run, saved as the run's `config.json`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Augment;
+use crate::device::{Backend, DeviceSpec};
+use crate::model::{HeadKind, Layout};
+use crate::preprocess::Normalization;
+
+/// Where the backbone's weights start from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// ImageNet weights ("pretrained").
+    Imagenet,
+    /// He/Glorot random initialisation ("vanilla": trained from scratch).
+    Random,
+}
+
+/// Which layers train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every layer trains (the notebook's scenario 1).
+    Finetune,
+    /// The backbone is a fixed feature extractor; only the new top trains (scenario 2).
+    Frozen,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// SGD with (heavy-ball, undampened: Keras/PyTorch) momentum.
+    Sgd,
+    /// Adam.
+    Adam,
+    /// Adam with decoupled weight decay.
+    Adamw,
+}
+
+/// How batch normalisation behaves while the backbone trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchNormMode {
+    /// Normalise with batch statistics and update the running ones (needed from scratch).
+    Train,
+    /// Keep the pretrained running statistics (gamma and beta still train): stable with small
+    /// batches and the usual choice when fine-tuning a pretrained network.
+    Frozen,
+}
+
+/// Learning-rate schedule over the run's optimizer steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// The same rate throughout (the notebook).
+    Constant,
+    /// Linear warm-up, then cosine decay to zero.
+    Cosine,
+}
+
+/// Named starting points for the training flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Recipe {
+    /// Our measured defaults for the mode (see README).
+    Default,
+    /// The notebook exactly: SGD lr 1e-4 momentum 0.9, batch 16, shear/zoom/flip, rescale
+    /// normalisation, BatchNorm in training mode, 2 epochs of 495 steps.
+    Notebook,
+}
+
+/// The complete, resolved configuration of a training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub recipe: Recipe,
+    pub data: PathBuf,
+    pub val_split: Option<f64>,
+    pub init: Init,
+    pub mode: Mode,
+    pub head: HeadKind,
+    pub layout: Layout,
+    /// Weights file for `init = imagenet`; `None` means the fetched cache.
+    pub weights: Option<PathBuf>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Optimizer steps per epoch; `None` means one full pass over the training images.
+    pub steps_per_epoch: Option<usize>,
+    pub optimizer: OptimizerKind,
+    /// Learning rate of the new top (and peak rate of the schedule).
+    pub lr: f64,
+    /// Backbone learning rate as a fraction of `lr` (fine-tuning).
+    pub backbone_lr_scale: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+    /// Warm-up optimizer steps of the cosine schedule.
+    pub warmup_steps: usize,
+    pub batchnorm: BatchNormMode,
+    /// Fine-tuning: epochs of training only the new top on cached backbone features before
+    /// unfreezing everything (linear probing then fine-tuning).
+    pub head_warmup_epochs: usize,
+    pub image_size: usize,
+    pub normalization: Normalization,
+    pub augment: Augment,
+    /// Frozen mode: compute backbone features once and train on the cache (augmentation is then
+    /// not applied); `false` runs the backbone on augmented images every epoch.
+    pub feature_cache: bool,
+    pub seed: u64,
+    pub skip_bad_images: bool,
+    pub backend: Backend,
+    pub device: Option<DeviceSpec>,
+    pub threads: Option<usize>,
+}
+
+impl TrainConfig {
+    /// Whether the backbone's weights change during the run.
+    pub fn trains_backbone(&self) -> bool {
+        self.mode == Mode::Finetune
+    }
+
+    /// Images seen per epoch, given the training-set size.
+    pub fn images_per_epoch(&self, train_len: usize) -> usize {
+        self.steps_per_epoch.map_or(train_len, |steps| steps * self.batch_size)
+    }
+
+    /// Optimizer steps per epoch, given the training-set size.
+    pub fn steps_in_epoch(&self, train_len: usize) -> usize {
+        self.steps_per_epoch.unwrap_or_else(|| train_len.div_ceil(self.batch_size))
+    }
+}
