@@ -1,6 +1,7 @@
 //! fruitlab: transfer learning for image classification with ResNet-50, on burn.
 
 pub mod atomic_file;
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod device;
@@ -8,6 +9,7 @@ pub mod eval;
 pub mod model;
 pub mod preprocess;
 pub mod progress;
+pub mod report;
 pub mod train;
 pub mod weights;
 

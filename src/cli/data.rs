@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Subcommand;
 
-use crate::data::inspect;
+use crate::data::dataset::training_folder;
+use crate::data::{ImageFolder, inspect};
+use crate::report;
 
 #[derive(Subcommand)]
 pub enum DataCommand {
@@ -32,7 +34,9 @@ pub fn run(command: DataCommand) -> Result<()> {
                 print!("{report}");
             }
             if let Some(path) = grid {
-                let _ = path;
+                let folder = ImageFolder::scan(&training_folder(&root))?;
+                report::grid::draw_samples(&path, &folder)?;
+                eprintln!("sample grid written to {}", path.display());
             }
             Ok(())
         }

@@ -1,6 +1,8 @@
 //! The `fruitlab` command line: argument parsing and one module per command.
 
+mod bench;
 mod data;
+mod evaluate;
 mod predict;
 mod train;
 mod weights;
@@ -31,6 +33,10 @@ enum Command {
     /// Inspect datasets.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Accuracy, per-class accuracy and confusion of a trained run on a set of images.
+    Evaluate(evaluate::EvaluateArgs),
+    /// Measure ResNet-50 inference/training throughput and the data pipeline.
+    Bench(bench::BenchArgs),
     /// Train a classifier (fine-tune, or a new top on a frozen backbone).
     Train(Box<train::TrainArgs>),
 }
@@ -69,6 +75,8 @@ pub fn run() -> Result<()> {
         Command::Weights(command) => weights::run(command),
         Command::Predict(args) => predict::run(args),
         Command::Data(command) => data::run(command),
+        Command::Bench(args) => bench::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
         Command::Train(args) => train::run(*args),
     }
 }

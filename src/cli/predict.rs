@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::ComputeArgs;
 use crate::preprocess::{self, Normalization};
+use crate::train::RunDir;
 use crate::weights::{self, fetch, keras};
 
 /// Images per forward pass.
@@ -20,14 +21,20 @@ pub struct PredictArgs {
     /// Image files (JPEG or PNG).
     #[arg(required = true)]
     images: Vec<PathBuf>,
+    /// A trained run folder: predict its classes.
+    #[arg(long, required_unless_present = "weights", conflicts_with = "weights")]
+    run: Option<PathBuf>,
+    /// Use the run's last checkpoint instead of its best.
+    #[arg(long, requires = "run")]
+    last: bool,
     /// `imagenet` for the cached ImageNet ResNet-50, or a weights file (TF.js model.json or
-    /// converted .safetensors) for the 1000 ImageNet classes.
+    /// converted .safetensors): predict the 1000 ImageNet classes.
     #[arg(long)]
-    weights: String,
+    weights: Option<String>,
     /// How many classes to show per image.
     #[arg(long, default_value_t = 5)]
     top_k: usize,
-    /// Input size in pixels [default: 224, the ImageNet resolution].
+    /// Input size in pixels [default: the run's, or 224 (ImageNet's) with --weights].
     #[arg(long)]
     image_size: Option<u32>,
     /// Print one JSON array instead of text.
@@ -53,7 +60,21 @@ pub struct Prediction {
 
 pub fn run(args: PredictArgs) -> Result<()> {
     let device = args.compute.device()?;
-    let path = (args.weights != "imagenet").then(|| PathBuf::from(&args.weights));
+    if let Some(run) = &args.run {
+        let trained = RunDir::open(run)?.load_model(args.last, &device)?;
+        let predictions = classify(
+            &args.images,
+            args.image_size.unwrap_or(trained.config.image_size as u32),
+            trained.config.normalization,
+            &device,
+            |batch| trained.model.forward(batch),
+            &trained.classes,
+            args.top_k,
+        )?;
+        return print_predictions(&predictions, args.json);
+    }
+    let weights = args.weights.as_deref().unwrap_or("imagenet");
+    let path = (weights != "imagenet").then(|| PathBuf::from(weights));
     let tensors = weights::read_imagenet(path.as_deref())?;
     let classes = fetch::imagenet_classes(&tensors).unwrap_or_else(|| {
         (0..keras::IMAGENET_CLASSES).map(|i| format!("class {i}")).collect()

@@ -119,6 +119,13 @@ pub struct PartialEpoch {
     pub waited_seconds: f64,
 }
 
+/// A trained model ready for inference.
+pub struct TrainedModel {
+    pub model: Classifier,
+    pub classes: Vec<String>,
+    pub config: TrainConfig,
+}
+
 pub struct RunDir {
     pub path: PathBuf,
 }
@@ -182,6 +189,20 @@ impl RunDir {
     /// The trained model: `model-best.safetensors`, or `model-last.safetensors` with `last`.
     pub fn model_path(&self, last: bool) -> PathBuf {
         self.file(if last { "model-last.safetensors" } else { "model-best.safetensors" })
+    }
+
+    /// The trained model for inference (batch norms folded), its classes and configuration.
+    pub fn load_model(&self, last: bool, device: &burn::tensor::Device) -> Result<TrainedModel> {
+        let record = self.read_record()?;
+        let classes = self.read_classes()?;
+        let path = self.model_path(last);
+        if !path.exists() {
+            bail!("{} has no trained model yet ({} is missing)", self.path.display(), path.display());
+        }
+        let template = Classifier::new(record.config.layout, record.config.head, classes.len(), device);
+        let model = checkpoint::load(template, &path)?;
+        let model = Classifier { backbone: model.backbone.fold_batchnorm(), head: model.head };
+        Ok(TrainedModel { model, classes, config: record.config })
     }
 
     pub fn save_best(&self, model: &Classifier, metadata: &HashMap<String, String>) -> Result<()> {

@@ -423,20 +423,19 @@ impl Session<'_> {
                 self.step(StepInput::Features(features), labels, lr)
             }
             StepInput::Images(images) => {
-                let logits = self.model.forward(images);
-                let targets = targets(labels, &self.ad);
-                let correct = count_correct(&logits, labels)?;
-                let loss = self.loss.init(&self.ad).forward(logits, targets);
-                let loss_value = scalar(&loss)?;
-                let mut grads = loss.backward();
-                let backbone_grads = GradientsParams::from_module(&mut grads, &self.model.backbone);
-                let head_grads = GradientsParams::from_module(&mut grads, &self.model.head);
-                let model = self.model.clone();
                 let backbone_optim = self.backbone_optim.as_mut().expect("fine-tuning has a backbone optimizer");
-                let backbone = backbone_optim.step(lr * self.config.backbone_lr_scale, model.backbone, backbone_grads);
-                let head = self.head_optim.step(lr, model.head, head_grads);
-                self.model = Classifier { backbone, head };
-                Ok((loss_value, correct))
+                let (model, loss, correct) = finetune_step(
+                    self.model.clone(),
+                    backbone_optim,
+                    &mut self.head_optim,
+                    images,
+                    labels,
+                    [lr * self.config.backbone_lr_scale, lr],
+                    &self.loss,
+                    &self.ad,
+                )?;
+                self.model = model;
+                Ok((loss, correct))
             }
         }
     }
@@ -541,6 +540,30 @@ fn gather_features(
     }
     let tensor = Tensor::from_data(TensorData::new(rows, [samples.len(), FEATURE_DIM]), device);
     (tensor, samples.iter().map(|&(index, _)| labels[index]).collect())
+}
+
+/// One fine-tuning step of the whole model; `lrs` are the backbone's and the head's rates.
+#[allow(clippy::too_many_arguments)]
+pub fn finetune_step(
+    model: Classifier,
+    backbone_optim: &mut ModuleOptimizer,
+    head_optim: &mut ModuleOptimizer,
+    images: Tensor<4>,
+    labels: &[usize],
+    [backbone_lr, head_lr]: [f64; 2],
+    loss: &CrossEntropyLossConfig,
+    ad: &Device,
+) -> Result<(Classifier, f64, usize)> {
+    let logits = model.forward(images);
+    let correct = count_correct(&logits, labels)?;
+    let loss = loss.init(ad).forward(logits, targets(labels, ad));
+    let loss_value = scalar(&loss)?;
+    let mut grads = loss.backward();
+    let backbone_grads = GradientsParams::from_module(&mut grads, &model.backbone);
+    let head_grads = GradientsParams::from_module(&mut grads, &model.head);
+    let backbone = backbone_optim.step(backbone_lr, model.backbone, backbone_grads);
+    let head = head_optim.step(head_lr, model.head, head_grads);
+    Ok((Classifier { backbone, head }, loss_value, correct))
 }
 
 /// One optimizer step of the head alone on a batch of features.

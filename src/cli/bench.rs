@@ -1,0 +1,77 @@
+//! `fruitlab bench`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::ComputeArgs;
+use crate::bench::{self, BenchSettings};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 100)]
+    image_size: usize,
+    /// Timed repetitions; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Untimed warm-up repetitions.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Batch norm in training mode (batch statistics) in the training step.
+    #[arg(long)]
+    batchnorm_train: bool,
+    /// Skip the training-step measurement.
+    #[arg(long)]
+    no_train: bool,
+    /// Also measure decoding and augmentation on this dataset.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Images for the data-pipeline measurement.
+    #[arg(long, default_value_t = 4000)]
+    data_images: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    compute: ComputeArgs,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let device = args.compute.device()?;
+    let settings = BenchSettings {
+        batch_size: args.batch_size,
+        image_size: args.image_size,
+        runs: args.runs,
+        warmup: args.warmup,
+        batchnorm_train: args.batchnorm_train,
+        skip_train: args.no_train,
+    };
+    let device_name = args.compute.device.as_ref().map_or("default".to_string(), |d| d.to_string());
+    let mut result = bench::bench_model(&settings, &device, args.compute.backend.name(), &device_name)?;
+    if let Some(root) = &args.data {
+        result.data = Some(bench::bench_data(root, args.image_size, args.data_images)?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&result)?);
+        return Ok(());
+    }
+    println!(
+        "ResNet-50, {} backend, {} threads, batch {}, {}x{} px (median of {} runs)",
+        result.backend, result.threads, result.batch_size, result.image_size, result.image_size, result.runs
+    );
+    println!("  inference (BN folded)   {:8.1} img/s", result.infer_img_per_s);
+    println!("  inference (BN layers)   {:8.1} img/s", result.infer_unfolded_img_per_s);
+    if let Some(train) = result.train_img_per_s {
+        println!("  training step (BN {}) {:8.1} img/s", result.train_batchnorm, train);
+    }
+    if let Some(data) = &result.data {
+        println!("  data, {} images:", data.images);
+        println!("    decode                {:8.0} img/s", data.decode_img_per_s);
+        println!("    augment + normalise   {:8.0} img/s", data.augment_img_per_s);
+        println!("    decode + augment      {:8.0} img/s", data.decode_augment_img_per_s);
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! Line charts of training curves, as PNG and SVG.
+
+use std::path::Path;
+
+use anyhow::Result;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::{FONT, drawing_error, register_font, write_png};
+
+/// Default figure size, legible at 100%.
+pub const SIZE: (u32, u32) = (1000, 620);
+
+/// One curve.
+pub struct Series {
+    pub label: String,
+    pub color: RGBColor,
+    pub dashed: bool,
+    /// `(x, y)` points in x order.
+    pub points: Vec<(f64, f64)>,
+}
+
+pub struct Chart {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub series: Vec<Series>,
+    /// Where the legend goes (away from where the curves end).
+    pub legend: SeriesLabelPosition,
+}
+
+impl Chart {
+    fn ranges(&self) -> ((f64, f64), (f64, f64)) {
+        let points = self.series.iter().flat_map(|s| &s.points);
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &(x, y) in points {
+            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+        }
+        if x0 > x1 {
+            return ((0.0, 1.0), (0.0, 1.0));
+        }
+        let pad_y = ((y1 - y0) * 0.08).max(1e-3);
+        let x_range = if x1 - x0 < 1e-9 { (x0 - 1.0, x1 + 1.0) } else { (x0, x1) };
+        (x_range, (y0 - pad_y, y1 + pad_y))
+    }
+
+    /// Writes the chart as PNG and SVG.
+    pub fn draw(&self, png: &Path, svg: &Path) -> Result<()> {
+        register_font();
+        let (w, h) = SIZE;
+        let mut rgb = vec![255u8; (w * h * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
+            self.render(&root)?;
+            root.present().map_err(drawing_error)?;
+        }
+        write_png(png, w, h, rgb)?;
+        let mut text = String::new();
+        {
+            let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
+            self.render(&root)?;
+            root.present().map_err(drawing_error)?;
+        }
+        crate::atomic_file::write(svg, text.as_bytes())
+    }
+
+    fn render<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE).map_err(drawing_error)?;
+        let ((x0, x1), (y0, y1)) = self.ranges();
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (FONT, 24).into_font())
+            .margin(20)
+            .x_label_area_size(55)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(drawing_error)?;
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .axis_desc_style((FONT, 20))
+            .label_style((FONT, 16))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(drawing_error)?;
+        for series in &self.series {
+            let style = series.color.stroke_width(3);
+            let points = series.points.clone();
+            let color = series.color;
+            let drawn = if series.dashed {
+                chart
+                    .draw_series(DashedLineSeries::new(points.clone(), 10, 6, style))
+                    .map_err(drawing_error)?
+            } else {
+                chart.draw_series(LineSeries::new(points.clone(), style)).map_err(drawing_error)?
+            };
+            drawn.label(&series.label).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 30, y)], color.stroke_width(3))
+            });
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .map_err(drawing_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(self.legend.clone())
+            .label_font((FONT, 18))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(drawing_error)?;
+        Ok(())
+    }
+}
