@@ -2,6 +2,7 @@
 
 pub mod atomic_file;
 pub mod bench;
+pub mod cam;
 pub mod cli;
 pub mod data;
 pub mod device;

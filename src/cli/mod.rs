@@ -1,6 +1,7 @@
 //! The `fruitlab` command line: argument parsing and one module per command.
 
 mod bench;
+mod compare;
 mod data;
 mod evaluate;
 mod predict;
@@ -35,6 +36,12 @@ enum Command {
     Data(data::DataCommand),
     /// Accuracy, per-class accuracy and confusion of a trained run on a set of images.
     Evaluate(evaluate::EvaluateArgs),
+    /// Train the pretrained and the vanilla model alike and report them side by side.
+    Compare(Box<compare::CompareArgs>),
+    /// Regenerate the comparison figures and report from finished runs.
+    Report(compare::ReportArgs),
+    /// Class activation maps: where the network sees its predicted class.
+    Cam(compare::CamArgs),
     /// Measure ResNet-50 inference/training throughput and the data pipeline.
     Bench(bench::BenchArgs),
     /// Train a classifier (fine-tune, or a new top on a frozen backbone).
@@ -77,6 +84,9 @@ pub fn run() -> Result<()> {
         Command::Data(command) => data::run(command),
         Command::Bench(args) => bench::run(args),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Compare(args) => compare::compare(*args),
+        Command::Report(args) => compare::report(args),
+        Command::Cam(args) => compare::cam(args),
         Command::Train(args) => train::run(*args),
     }
 }

@@ -1,5 +1,7 @@
 //! Evaluation: running a network over decoded images, and the metrics of its predictions.
 
+pub mod run;
+
 use std::sync::Arc;
 
 use anyhow::Result;

@@ -25,8 +25,19 @@ pub struct Chart {
     pub x_label: String,
     pub y_label: String,
     pub series: Vec<Series>,
-    /// Where the legend goes (away from where the curves end).
-    pub legend: SeriesLabelPosition,
+}
+
+/// A short tick label with as many decimals as the axis span needs.
+fn tick_label(value: f64, span: f64) -> String {
+    if value.abs() >= 1e4 {
+        format!("{value:.1e}")
+    } else if span >= 20.0 {
+        format!("{value:.0}")
+    } else if span >= 2.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
 }
 
 impl Chart {
@@ -69,18 +80,26 @@ impl Chart {
         DB::ErrorType: 'static,
     {
         root.fill(&WHITE).map_err(drawing_error)?;
+        // The legend gets its own strip under the plot, so it never hides a curve.
+        let rows = self.series.len().div_ceil(2) as u32;
+        let (plot, legend) = root.split_vertically(SIZE.1 - 16 - 26 * rows);
         let ((x0, x1), (y0, y1)) = self.ranges();
-        let mut chart = ChartBuilder::on(root)
+        let mut chart = ChartBuilder::on(&plot)
             .caption(&self.title, (FONT, 24).into_font())
             .margin(20)
             .x_label_area_size(55)
             .y_label_area_size(80)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(drawing_error)?;
+        let whole_steps = (x1 - x0).round().clamp(1.0, 12.0) as usize + 1;
         chart
             .configure_mesh()
             .x_desc(&self.x_label)
             .y_desc(&self.y_label)
+            .x_labels(whole_steps)
+            // Epochs are whole numbers: label only those.
+            .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-6 { format!("{x:.0}") } else { String::new() })
+            .y_label_formatter(&|y| tick_label(*y, y1 - y0))
             .axis_desc_style((FONT, 20))
             .label_style((FONT, 16))
             .light_line_style(RGBColor(235, 235, 235))
@@ -88,30 +107,37 @@ impl Chart {
             .map_err(drawing_error)?;
         for series in &self.series {
             let style = series.color.stroke_width(3);
-            let points = series.points.clone();
-            let color = series.color;
-            let drawn = if series.dashed {
+            if series.dashed {
                 chart
-                    .draw_series(DashedLineSeries::new(points.clone(), 10, 6, style))
-                    .map_err(drawing_error)?
+                    .draw_series(DashedLineSeries::new(series.points.clone(), 10, 6, style))
+                    .map_err(drawing_error)?;
             } else {
-                chart.draw_series(LineSeries::new(points.clone(), style)).map_err(drawing_error)?
-            };
-            drawn.label(&series.label).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 30, y)], color.stroke_width(3))
-            });
+                chart.draw_series(LineSeries::new(series.points.clone(), style)).map_err(drawing_error)?;
+            }
             chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .draw_series(series.points.iter().map(|&p| Circle::new(p, 4, series.color.filled())))
                 .map_err(drawing_error)?;
         }
-        chart
-            .configure_series_labels()
-            .position(self.legend.clone())
-            .label_font((FONT, 18))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(drawing_error)?;
+        let text = TextStyle::from((FONT, 18).into_font());
+        for (i, series) in self.series.iter().enumerate() {
+            let x = 100 + (i % 2) as i32 * 440;
+            let y = 8 + (i / 2) as i32 * 26;
+            let style = series.color.stroke_width(3);
+            let sample: Vec<(i32, i32)> = vec![(x, y + 9), (x + 44, y + 9)];
+            if series.dashed {
+                for dash in 0..3 {
+                    let start = x + dash * 16;
+                    legend
+                        .draw(&PathElement::new(vec![(start, y + 9), (start + 10, y + 9)], style))
+                        .map_err(drawing_error)?;
+                }
+            } else {
+                legend.draw(&PathElement::new(sample, style)).map_err(drawing_error)?;
+            }
+            legend
+                .draw(&Text::new(series.label.clone(), (x + 54, y), text.clone()))
+                .map_err(drawing_error)?;
+        }
         Ok(())
     }
 }

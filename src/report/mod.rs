@@ -1,10 +1,12 @@
 //! Reports a person wants to look at: curves, confusion matrices, image grids, CSV tables and
 //! the self-contained HTML report.
 
+pub mod build;
 pub mod charts;
 pub mod confusion;
 pub mod grid;
 pub mod html;
+pub mod summary;
 pub mod tables;
 
 use std::sync::Once;

@@ -1,0 +1,97 @@
+//! The numbers of a comparison: one summary per run, computed from its saved history.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::eval::Metrics;
+use crate::train::config::{Init, Mode, TrainConfig};
+use crate::train::{EpochRecord, History};
+
+/// One trained model, as the report shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelSummary {
+    /// "Pretrained" or "Vanilla" (with the mode when the runs differ in it).
+    pub label: String,
+    pub run: PathBuf,
+    pub init: Init,
+    pub mode: Mode,
+    pub epochs: usize,
+    pub images_seen: u64,
+    pub best_val_accuracy: f64,
+    pub best_epoch: usize,
+    pub final_val_accuracy: f64,
+    pub final_val_loss: f64,
+    /// First epoch with validation accuracy of at least 95% / 99%, if any.
+    pub epoch_reached_95: Option<usize>,
+    pub epoch_reached_99: Option<usize>,
+    /// Mean wall time of an epoch: training plus validation.
+    pub seconds_per_epoch: f64,
+    /// Mean training throughput.
+    pub train_images_per_second: f64,
+    /// Decoding + feature extraction + all epochs.
+    pub total_seconds: f64,
+    /// Evaluation of the best model on the validation images (top-5 etc.).
+    pub evaluation: Option<Metrics>,
+}
+
+/// The content of `summary.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Summary {
+    pub dataset: PathBuf,
+    pub generated: String,
+    pub models: Vec<ModelSummary>,
+}
+
+fn reached(epochs: &[EpochRecord], threshold: f64) -> Option<usize> {
+    epochs.iter().find(|e| e.val_accuracy >= threshold).map(|e| e.epoch)
+}
+
+/// A run's label: by initialisation, plus the mode if `modes_differ`.
+pub fn label(config: &TrainConfig, modes_differ: bool) -> String {
+    let init = match config.init {
+        Init::Imagenet => "Pretrained",
+        Init::Random => "Vanilla",
+    };
+    if modes_differ {
+        let mode = match config.mode {
+            Mode::Finetune => "fine-tuned",
+            Mode::Frozen => "frozen",
+        };
+        format!("{init} ({mode})")
+    } else {
+        init.to_string()
+    }
+}
+
+pub fn summarise(
+    label: String,
+    run: PathBuf,
+    config: &TrainConfig,
+    history: &History,
+    evaluation: Option<Metrics>,
+) -> ModelSummary {
+    let epochs = &history.epochs;
+    let best = history.best();
+    let last = epochs.last();
+    let n = epochs.len().max(1) as f64;
+    let epoch_seconds: f64 = epochs.iter().map(|e| e.train_seconds + e.val_seconds).sum();
+    ModelSummary {
+        label,
+        run,
+        init: config.init,
+        mode: config.mode,
+        epochs: epochs.len(),
+        images_seen: last.map_or(0, |e| e.images_seen),
+        best_val_accuracy: best.map_or(0.0, |e| e.val_accuracy),
+        best_epoch: best.map_or(0, |e| e.epoch),
+        final_val_accuracy: last.map_or(0.0, |e| e.val_accuracy),
+        final_val_loss: last.map_or(f64::NAN, |e| e.val_loss),
+        epoch_reached_95: reached(epochs, 0.95),
+        epoch_reached_99: reached(epochs, 0.99),
+        seconds_per_epoch: epoch_seconds / n,
+        train_images_per_second: epochs.iter().map(|e| e.train_images_per_second).sum::<f64>() / n,
+        total_seconds: history.decode_seconds + history.feature_seconds + epoch_seconds,
+        evaluation,
+    }
+}
