@@ -74,7 +74,8 @@ pub struct TrainFlags {
     /// Learning rate (of the new top; the schedule's peak).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Backbone learning rate as a fraction of --lr, when fine-tuning.
+    /// Backbone learning rate as a fraction of --lr, when fine-tuning [default: 0.1 from
+    /// ImageNet weights, 1 from scratch].
     #[arg(long)]
     pub backbone_lr_scale: Option<f64>,
     /// SGD momentum.
@@ -130,7 +131,8 @@ impl TrainFlags {
             (false, true) => (OptimizerKind::Adam, 1e-3, 64),
             (false, false) => (OptimizerKind::Adam, 1e-3, 16),
         };
-        let default_bn = if self.init == Init::Imagenet && !notebook {
+        let pretrained_default = self.init == Init::Imagenet && !notebook;
+        let default_bn = if pretrained_default {
             BatchNormMode::Frozen
         } else {
             BatchNormMode::Train
@@ -149,7 +151,8 @@ impl TrainFlags {
             steps_per_epoch: self.steps_per_epoch.or((notebook || fine_tune).then_some(NOTEBOOK_STEPS)),
             optimizer: self.optimizer.unwrap_or(optimizer),
             lr: self.lr.unwrap_or(lr),
-            backbone_lr_scale: self.backbone_lr_scale.unwrap_or(if notebook { 1.0 } else { 0.1 }),
+            // A pretrained backbone needs only small corrections; a random one trains at full rate.
+            backbone_lr_scale: self.backbone_lr_scale.unwrap_or(if pretrained_default { 0.1 } else { 1.0 }),
             momentum: self.momentum.unwrap_or(0.9),
             weight_decay: self.weight_decay.unwrap_or(0.0),
             schedule: self.schedule.unwrap_or(if notebook || frozen { Schedule::Constant } else { Schedule::Cosine }),
