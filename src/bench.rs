@@ -150,7 +150,8 @@ pub fn bench_data(root: &Path, image_size: usize, limit: usize) -> Result<DataBe
     let step = (folder.images.len() / limit.max(1)).max(1);
     let sample: Vec<_> = folder.images.iter().step_by(step).take(limit).cloned().collect();
     let started = Instant::now();
-    let (decoded, _) = data::decode_all(&sample, image_size, false, &|_| {})?;
+    let (decoded, bad) = data::decode_all(&sample, image_size, &|_| {});
+    data::decoded::ensure_none_bad(&bad, false)?;
     let decode_img_per_s = sample.len() as f64 / started.elapsed().as_secs_f64();
     let decoded = Arc::new(decoded);
     let recipe = BatchRecipe {

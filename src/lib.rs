@@ -7,6 +7,7 @@ pub mod cli;
 pub mod data;
 pub mod device;
 pub mod eval;
+pub mod memory;
 pub mod model;
 pub mod preprocess;
 pub mod progress;

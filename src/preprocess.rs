@@ -1,11 +1,12 @@
 //! Image preprocessing shared by every command: decode, resize, normalise.
 
+use std::io::Cursor;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
 use image::imageops::FilterType;
-use image::{ImageReader, RgbImage};
+use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
 use serde::{Deserialize, Serialize};
 
 /// How pixel values are mapped to network inputs.
@@ -67,17 +68,52 @@ pub fn batch_tensor(
 /// Decodes an image file of any supported format and colour type into 8-bit RGB.
 /// The format comes from the file's content, not its extension.
 pub fn decode(path: &Path) -> Result<RgbImage> {
-    let reader = ImageReader::open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    if reader.format().is_none() {
-        anyhow::bail!("{} is not a JPEG or PNG image", path.display());
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    decode_bytes(&bytes).with_context(|| format!("{} is not a usable image", path.display()))
+}
+
+/// Decodes JPEG or PNG bytes into 8-bit RGB: grayscale is replicated, 16-bit is scaled,
+/// CMYK is converted, and transparent pixels are composited onto white (the Fruits-360
+/// background). Truncated files are an error, never a silently grey-filled image.
+pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage> {
+    if bytes.is_empty() {
+        bail!("the file is empty");
     }
-    let image = reader
+    let format = image::guess_format(bytes)
+        .map_err(|_| anyhow!("the content is not a JPEG or PNG image"))?;
+    match format {
+        ImageFormat::Jpeg => ensure_complete_jpeg(bytes)?,
+        ImageFormat::Png => {}
+        other => bail!("{other:?} images are not supported (JPEG or PNG only)"),
+    }
+    let image = ImageReader::with_format(Cursor::new(bytes), format)
         .decode()
-        .with_context(|| format!("{} is not a readable image", path.display()))?;
-    Ok(image.into_rgb8())
+        .map_err(|error| anyhow!("{error}"))?;
+    Ok(flatten_alpha(image))
+}
+
+/// A JPEG must end its last scan with an end-of-image marker. Inside entropy-coded data a
+/// 0xFF byte is always followed by 0x00 or a restart marker, so FF D9 after the last
+/// start-of-scan (FF DA) can only be the real end; without it the file was cut short.
+fn ensure_complete_jpeg(bytes: &[u8]) -> Result<()> {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    let complete = last_scan.is_some_and(|scan| bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9]));
+    ensure!(complete, "the JPEG is truncated (no end-of-image marker after its image data)");
+    Ok(())
+}
+
+/// RGB pixels, with any alpha channel composited onto white.
+fn flatten_alpha(image: DynamicImage) -> RgbImage {
+    if !image.color().has_alpha() {
+        return image.into_rgb8();
+    }
+    let rgba = image.into_rgba8();
+    RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let [r, g, b, a] = rgba.get_pixel(x, y).0;
+        let alpha = a as u32;
+        let over_white = |c: u8| ((c as u32 * alpha + 255 * (255 - alpha) + 127) / 255) as u8;
+        image::Rgb([over_white(r), over_white(g), over_white(b)])
+    })
 }
 
 /// Resizes so the shorter side is `size`, then takes the centred `size` x `size` square.
@@ -115,6 +151,35 @@ mod tests {
         assert_eq!(out[3], 128.0 - 116.779); // G plane, pixel 1
         Normalization::Rescale.write_planar(&rgb, &mut out);
         assert_eq!(out, [1.0, 0.0, 0.0, 128.0 / 255.0, 10.0 / 255.0, 0.0]);
+    }
+
+    fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        image.write_to(&mut Cursor::new(&mut bytes), format).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn truncated_jpeg_is_rejected_and_complete_one_decodes() {
+        let image = DynamicImage::ImageRgb8(RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, 90])));
+        let jpeg = encode(&image, ImageFormat::Jpeg);
+        assert_eq!(decode_bytes(&jpeg).unwrap().dimensions(), (32, 32));
+        let error = decode_bytes(&jpeg[..jpeg.len() * 2 / 3]).unwrap_err();
+        assert!(error.to_string().contains("truncated"), "{error}");
+    }
+
+    #[test]
+    fn transparent_png_pixels_become_white() {
+        let rgba = image::RgbaImage::from_fn(2, 1, |x, _| image::Rgba([0, 0, 0, if x == 0 { 0 } else { 255 }]));
+        let rgb = decode_bytes(&encode(&DynamicImage::ImageRgba8(rgba), ImageFormat::Png)).unwrap();
+        assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
+        assert_eq!(rgb.get_pixel(1, 0).0, [0, 0, 0]);
+    }
+
+    #[test]
+    fn non_images_say_so() {
+        assert!(decode_bytes(b"").unwrap_err().to_string().contains("empty"));
+        assert!(decode_bytes(b"hello, world").unwrap_err().to_string().contains("not a JPEG or PNG"));
     }
 
     #[test]

@@ -25,11 +25,13 @@ pub struct ImageFolder {
     pub images: Vec<LabeledImage>,
     /// Files in class folders that are not images by extension (not used).
     pub ignored: Vec<PathBuf>,
+    /// Class folders without a single image.
+    pub empty_classes: Vec<PathBuf>,
 }
 
 impl ImageFolder {
-    /// Scans `root`, whose sub-folders are the classes. Fails on a root without class folders
-    /// and on empty class folders, naming them.
+    /// Scans `root`, whose sub-folders are the classes. Fails on a root without class folders;
+    /// empty class folders are listed (see [`ImageFolder::ensure_trainable`]).
     pub fn scan(root: &Path) -> Result<Self> {
         let mut classes = Vec::new();
         let entries = std::fs::read_dir(root)
@@ -55,18 +57,25 @@ impl ImageFolder {
             let (mut files, others) = list_images(&folder)?;
             ignored.extend(others);
             if files.is_empty() {
-                empty.push(folder.display().to_string());
+                empty.push(folder.clone());
             }
             files.sort_by_cached_key(|path| frame_key(path));
             images.extend(files.into_iter().map(|path| LabeledImage { path, label }));
         }
-        ensure!(
-            empty.is_empty(),
+        Ok(Self { root: root.to_path_buf(), classes, images, ignored, empty_classes: empty })
+    }
+
+    /// Every class needs images to learn (and a label no image has would skew the metrics).
+    pub fn ensure_trainable(&self) -> Result<()> {
+        if self.empty_classes.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = self.empty_classes.iter().map(|p| p.display().to_string()).collect();
+        bail!(
             "class folders without images ({}): {}",
             IMAGE_EXTENSIONS.join("/"),
-            empty.join(", ")
-        );
-        Ok(Self { root: root.to_path_buf(), classes, images, ignored })
+            names.join(", ")
+        )
     }
 
     pub fn count_per_class(&self) -> Vec<usize> {
@@ -153,9 +162,11 @@ pub fn training_folder(root: &Path) -> PathBuf {
 /// class by frame index), else from `ROOT/Test` when it exists, else from a 20% hold-out.
 pub fn load_splits(root: &Path, val_split: Option<f64>) -> Result<DataSplits> {
     let training = ImageFolder::scan(&training_folder(root))?;
+    training.ensure_trainable()?;
     let test = root.join("Test");
     if val_split.is_none() && test.is_dir() && training.root != root {
         let test = ImageFolder::scan(&test)?;
+        test.ensure_trainable()?;
         ensure_same_classes(&training, &test)?;
         return Ok(DataSplits {
             classes: training.classes,

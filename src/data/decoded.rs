@@ -45,15 +45,14 @@ pub struct BadImage {
     pub error: String,
 }
 
-/// Decodes and resizes `images` to `size` x `size` on all cores. Unreadable files are an error
-/// listing them, unless `skip_bad`: then they are left out and returned for reporting.
-/// `progress` is called with the number of images done so far (from worker threads).
+/// Decodes and resizes `images` to `size` x `size` on all cores. Unreadable files are left out
+/// and returned; see [`ensure_none_bad`]. `progress` is called with the number of images done
+/// so far (from worker threads).
 pub fn decode_all(
     images: &[LabeledImage],
     size: usize,
-    skip_bad: bool,
     progress: &(dyn Fn(usize) + Sync),
-) -> Result<(DecodedImages, Vec<BadImage>)> {
+) -> (DecodedImages, Vec<BadImage>) {
     let per_image = size * size * 3;
     let mut pixels = vec![0u8; images.len() * per_image];
     let done = AtomicUsize::new(0);
@@ -73,13 +72,6 @@ pub fn decode_all(
         })
         .collect();
     let bad: Vec<BadImage> = outcomes.iter().flatten().cloned().collect();
-    if !bad.is_empty() && !skip_bad {
-        bail!(
-            "{} unreadable image(s); fix or remove them, or pass --skip-bad-images to leave them out:\n  {}",
-            bad.len(),
-            describe(&bad, 20)
-        );
-    }
     let mut labels = Vec::with_capacity(images.len());
     let mut kept = 0;
     for (index, (image, outcome)) in images.iter().zip(&outcomes).enumerate() {
@@ -92,7 +84,19 @@ pub fn decode_all(
         }
     }
     pixels.truncate(kept * per_image);
-    Ok((DecodedImages { size, pixels, labels }, bad))
+    (DecodedImages { size, pixels, labels }, bad)
+}
+
+/// The policy for unreadable images: an error listing them, unless `skip_bad`.
+pub fn ensure_none_bad(bad: &[BadImage], skip_bad: bool) -> Result<()> {
+    if !bad.is_empty() && !skip_bad {
+        bail!(
+            "{} unreadable image(s); fix or remove them, or pass --skip-bad-images to leave them out:\n  {}",
+            bad.len(),
+            describe(bad, 20)
+        );
+    }
+    Ok(())
 }
 
 /// The first `limit` bad images, one per line.

@@ -48,6 +48,11 @@ pub fn inspect(root: &Path) -> Result<InspectReport> {
         }
     }
     let splits: Vec<SplitReport> = folders.iter().map(inspect_split).collect();
+    for folder in &folders {
+        for empty in &folder.empty_classes {
+            problems.push(format!("class folder without images: {}", empty.display()));
+        }
+    }
     for split in &splits {
         for bad in &split.unreadable {
             problems.push(format!("unreadable: {}", bad.error));

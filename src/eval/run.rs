@@ -57,10 +57,11 @@ pub fn evaluate_run(
     let trained = run.load_model(last, device)?;
     let files = evaluation_images(run, data, &trained.classes)?;
     let progress = Progress::new("decode", files.len() as u64);
-    let (decoded, bad) = data::decode_all(&files, trained.config.image_size, skip_bad, &|n| {
+    let (decoded, bad) = data::decode_all(&files, trained.config.image_size, &|n| {
         progress.update(n as u64, String::new)
-    })?;
+    });
     progress.finish();
+    data::decoded::ensure_none_bad(&bad, skip_bad)?;
     for image in &bad {
         eprintln!("skipped unreadable image: {}", image.error);
     }

@@ -30,6 +30,9 @@ pub struct EpochRecord {
     pub train_images_per_second: f64,
     /// Fraction of the training time spent waiting for data.
     pub data_wait_fraction: f64,
+    /// Peak resident memory of the process so far, in MiB.
+    #[serde(default)]
+    pub peak_rss_mib: f64,
 }
 
 /// All epochs so far, plus one-off costs of the run.

@@ -8,7 +8,7 @@
 //! RUN/model-best.safetensors best validation accuracy so far
 //! RUN/model-last.safetensors end of the last finished epoch (or interruption)
 //! RUN/resume/state.json      commit point of the resume checkpoint; names its files:
-//! RUN/resume/model-STEP.safetensors, RUN/resume/optimizer-{head,backbone}-STEP.bpk
+//! RUN/resume/model-STEP.bpk, RUN/resume/optimizer-{head,backbone}-STEP.bpk
 //! ```
 //! Every file is written atomically; `resume/state.json` is written last, so a kill at any
 //! moment leaves a complete checkpoint behind.
@@ -131,9 +131,10 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates a new run folder; refuses to overwrite a folder holding another run.
+    /// Creates a new run folder; refuses a folder holding a run that has started training
+    /// (a run that failed before its first checkpoint may be started again with new flags).
     pub fn create(path: &Path) -> Result<Self> {
-        if path.join("config.json").exists() {
+        if path.join("resume").join("state.json").exists() {
             bail!(
                 "{} already holds a run: use --resume {0} to continue it, or another --out",
                 path.display()
@@ -209,9 +210,10 @@ impl RunDir {
         checkpoint::save(model, &self.model_path(false), metadata)
     }
 
-    /// Writes the resume checkpoint: the model, the optimizer states (already serialised by
-    /// the caller), then `state.json` as the commit point; then points `model-last` at it and
-    /// removes older checkpoint files.
+    /// Writes the resume checkpoint: the model (burnpack, which keeps the parameter ids the
+    /// optimizer state refers to), the optimizer states (already serialised by the caller),
+    /// then `state.json` as the commit point; then `model-last.safetensors`, and removes older
+    /// checkpoint files.
     pub fn save_resume(
         &self,
         model: &Classifier,
@@ -220,7 +222,7 @@ impl RunDir {
         mut state: ResumeState,
     ) -> Result<()> {
         let tag = format!("{:07}-{}", state.step, state.step_in_epoch);
-        let model_file = format!("model-{tag}.safetensors");
+        let model_file = format!("model-{tag}.bpk");
         checkpoint::save(model, &self.file("resume").join(&model_file), metadata)?;
         state.model_file = model_file.clone();
         state.optimizer_files.clear();
@@ -230,7 +232,7 @@ impl RunDir {
             state.optimizer_files.insert(name.to_string(), file);
         }
         write_json(&self.file("resume").join("state.json"), &state)?;
-        self.link_last_model(&model_file)?;
+        checkpoint::save(model, &self.model_path(true), metadata)?;
         self.remove_stale_resume_files(&state)
     }
 
@@ -240,20 +242,6 @@ impl RunDir {
 
     pub fn resume_file(&self, name: &str) -> PathBuf {
         self.file("resume").join(name)
-    }
-
-    /// `model-last.safetensors` becomes a hard link to the checkpoint's model (no copy),
-    /// swapped in atomically.
-    fn link_last_model(&self, model_file: &str) -> Result<()> {
-        let target = self.model_path(true);
-        let temporary = self.file(".model-last.link.tmp");
-        let _ = std::fs::remove_file(&temporary);
-        let source = self.file("resume").join(model_file);
-        if std::fs::hard_link(&source, &temporary).is_err() {
-            std::fs::copy(&source, &temporary)?;
-        }
-        std::fs::rename(&temporary, &target)
-            .with_context(|| format!("cannot write {}", target.display()))
     }
 
     fn remove_stale_resume_files(&self, state: &ResumeState) -> Result<()> {

@@ -50,17 +50,28 @@ pub fn prepare_data(config: &TrainConfig) -> Result<PreparedData> {
     let started = Instant::now();
     let splits = data::load_splits(&config.data, config.val_split)?;
     ensure!(!splits.val.is_empty(), "no validation images: use a larger --val-split");
+    // Refuse what cannot fit before spending minutes decoding: the decoded images, plus the
+    // activations of a training batch when the backbone trains.
+    let images = (splits.train.len() + splits.val.len()) as u64;
+    let mut needed = images * (config.image_size * config.image_size * 3) as u64;
+    let mut what = format!("holding {images} decoded images of {0}x{0} px", config.image_size);
+    if config.mode == Mode::Finetune {
+        needed += crate::memory::training_estimate(config.batch_size, config.image_size);
+        what += &format!(" and fine-tuning with batch {}", config.batch_size);
+    }
+    crate::memory::ensure_fits(needed, &what)?;
     let decode = |images: &[data::LabeledImage], label: &str| {
         let progress = Progress::new(label, images.len() as u64);
-        let result = data::decode_all(images, config.image_size, config.skip_bad_images, &|done| {
+        let result = data::decode_all(images, config.image_size, &|done| {
             progress.update(done as u64, String::new)
         });
         progress.finish();
         result
     };
-    let (train, bad_train) = decode(&splits.train, "decode train")?;
-    let (val, bad_val) = decode(&splits.val, "decode val")?;
+    let (train, bad_train) = decode(&splits.train, "decode train");
+    let (val, bad_val) = decode(&splits.val, "decode val");
     let skipped: Vec<data::BadImage> = bad_train.into_iter().chain(bad_val).collect();
+    data::decoded::ensure_none_bad(&skipped, config.skip_bad_images)?;
     let keep = |files: &[data::LabeledImage]| -> Vec<data::LabeledImage> {
         files.iter().filter(|f| !skipped.iter().any(|b| b.path == f.path)).cloned().collect()
     };
@@ -304,6 +315,7 @@ impl Session<'_> {
                 val_seconds: val_started.elapsed().as_secs_f64(),
                 train_images_per_second: sums.images as f64 / sums.seconds.max(1e-9),
                 data_wait_fraction: sums.waited_seconds / sums.seconds.max(1e-9),
+                peak_rss_mib: crate::memory::peak_rss_bytes().map_or(0.0, |b| b as f64 / (1 << 20) as f64),
             };
             let line = describe_epoch(&record, config.epochs);
             eprintln!("{line}");
@@ -624,7 +636,7 @@ fn scalar(loss: &Tensor<1>) -> Result<f64> {
 
 fn describe_epoch(record: &EpochRecord, epochs: usize) -> String {
     format!(
-        "epoch {}/{}: train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}% top-5 {:.2}% | {:.0}s train ({:.1} img/s, data wait {:.1}%), {:.0}s val",
+        "epoch {}/{}: train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}% top-5 {:.2}% | {:.0}s train ({:.1} img/s, data wait {:.1}%), {:.0}s val, peak memory {:.2} GiB",
         record.epoch,
         epochs,
         record.train_loss,
@@ -635,6 +647,7 @@ fn describe_epoch(record: &EpochRecord, epochs: usize) -> String {
         record.train_seconds,
         record.train_images_per_second,
         100.0 * record.data_wait_fraction,
-        record.val_seconds
+        record.val_seconds,
+        record.peak_rss_mib / 1024.0
     )
 }
