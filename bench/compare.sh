@@ -5,7 +5,8 @@
 #   bench/compare.sh [BATCH] [IMAGE_SIZE] [THREADS]
 #
 # Environment: BACKENDS (default "flex"; e.g. "flex tch" with a --features tch build in
-# FRUITLAB_TCH), PYTHON (default .venv-torch/bin/python, see bench/pytorch_reference.py).
+# FRUITLAB_TCH), BATCHNORM (training-step batch norm: frozen, fold or train; default frozen),
+# PYTHON (default .venv-torch/bin/python, see bench/pytorch_reference.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 batch=${1:-32}
@@ -14,7 +15,8 @@ threads=${3:-$(nproc)}
 python=${PYTHON:-.venv-torch/bin/python}
 backends=${BACKENDS:-flex}
 
-common=(--batch-size "$batch" --image-size "$size" --threads "$threads")
+batchnorm=${BATCHNORM:-frozen}
+common=(--batch-size "$batch" --image-size "$size" --threads "$threads" --batchnorm "$batchnorm")
 torch_json=$("$python" bench/pytorch_reference.py "${common[@]}" --json)
 results=("$torch_json")
 for backend in $backends; do
@@ -26,7 +28,8 @@ done
 "$python" - "${results[@]}" <<'PY'
 import json, sys
 torch, *ours = [json.loads(arg) for arg in sys.argv[1:]]
-print(f"batch {torch['batch_size']}, {torch['image_size']}x{torch['image_size']} px, {torch['threads']} threads; PyTorch {torch['version']}")
+print(f"batch {torch['batch_size']}, {torch['image_size']}x{torch['image_size']} px, {torch['threads']} threads, "
+      f"training batch norm {torch['train_batchnorm']}; PyTorch {torch['version']}")
 print(f"{'':18}{'infer img/s':>12}{'ratio':>8}{'train img/s':>13}{'ratio':>8}")
 print(f"{'pytorch':18}{torch['infer_img_per_s']:12.1f}{'1.00':>8}{torch['train_img_per_s']:13.1f}{'1.00':>8}")
 for r in ours:

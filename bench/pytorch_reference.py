@@ -3,7 +3,7 @@
 timed the same way (warm-up, then the median of several runs), on the CPU.
 
 Install (CPU use only; the PyPI wheel is the CUDA build):
-    python3 -m venv .venv-torch && .venv-torch/bin/pip install 'torch==2.9.*' numpy
+    python3 -m venv .venv-torch && .venv-torch/bin/pip install 'torch==2.9.0' numpy
 Run:
     .venv-torch/bin/python bench/pytorch_reference.py --batch-size 32 --image-size 100 --threads 2 --json
 """
@@ -88,7 +88,8 @@ def main():
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--batchnorm-train", action="store_true", help="batch statistics while training (default: frozen)")
+    parser.add_argument("--batchnorm", choices=["train", "frozen", "fold"], default="frozen",
+                        help="batch norm while training: batch statistics, frozen statistics, or folded into the convolutions")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -106,11 +107,16 @@ def main():
 
     train = None
     if not args.no_train:
+        if args.batchnorm == "fold":
+            for module in model.modules():
+                if isinstance(module, ConvBn):
+                    module.conv = torch.nn.utils.fusion.fuse_conv_bn_eval(module.conv, module.bn)
+                    module.bn = nn.Identity()
         model.train()
-        if not args.batchnorm_train:
+        if args.batchnorm == "frozen":
             for module in model.modules():
                 if isinstance(module, nn.BatchNorm2d):
-                    module.eval()  # frozen running statistics, as fruitlab fine-tunes by default
+                    module.eval()  # frozen running statistics
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
         def step():
@@ -130,7 +136,7 @@ def main():
         "runs": args.runs,
         "infer_img_per_s": infer,
         "train_img_per_s": train,
-        "train_batchnorm": "train" if args.batchnorm_train else "frozen",
+        "train_batchnorm": args.batchnorm,
     }
     if args.json:
         print(json.dumps(result))

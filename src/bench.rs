@@ -14,6 +14,7 @@ use crate::data::{self, Augment, BatchRecipe, ImageFolder};
 use crate::eval::rows;
 use crate::model::{Classifier, HeadKind, Layout};
 use crate::preprocess::Normalization;
+use crate::train::config::BatchNormMode;
 use crate::train::trainer::finetune_step;
 
 /// Classes of the benchmark head (Fruits-360's).
@@ -26,8 +27,8 @@ pub struct BenchSettings {
     /// Timed repetitions (the median is reported), after `warmup` untimed ones.
     pub runs: usize,
     pub warmup: usize,
-    /// Batch norm in training mode during the training step (default: frozen statistics).
-    pub batchnorm_train: bool,
+    /// Batch norm during the training step.
+    pub batchnorm: BatchNormMode,
     pub skip_train: bool,
 }
 
@@ -45,7 +46,7 @@ pub struct BenchResult {
     pub infer_unfolded_img_per_s: f64,
     /// One fine-tuning step (forward, backward, Adam update of every layer).
     pub train_img_per_s: Option<f64>,
-    pub train_batchnorm: &'static str,
+    pub train_batchnorm: BatchNormMode,
     pub data: Option<DataBench>,
 }
 
@@ -104,7 +105,11 @@ pub fn bench_model(
     } else {
         let ad = device.clone().autodiff();
         let mut model = Classifier::new(Layout::Keras, HeadKind::Mlp, BENCH_CLASSES, &ad);
-        model.backbone = model.backbone.with_batchnorm_training(settings.batchnorm_train);
+        model.backbone = match settings.batchnorm {
+            BatchNormMode::Train => model.backbone.with_batchnorm_training(true),
+            BatchNormMode::Frozen => model.backbone.with_batchnorm_training(false),
+            BatchNormMode::Fold => model.backbone.fold_batchnorm(),
+        };
         let images = random_batch(settings, &ad);
         let labels: Vec<usize> = (0..b).map(|i| i % BENCH_CLASSES).collect();
         let mut backbone_optim = burn::optim::AdamConfig::new().init();
@@ -138,7 +143,7 @@ pub fn bench_model(
         infer_img_per_s,
         infer_unfolded_img_per_s,
         train_img_per_s,
-        train_batchnorm: if settings.batchnorm_train { "train" } else { "frozen" },
+        train_batchnorm: settings.batchnorm,
         data: None,
     })
 }

@@ -68,9 +68,12 @@ pub fn select(backend: Backend, spec: Option<&DeviceSpec>) -> Result<Device> {
     match (backend, &spec) {
         #[cfg(feature = "flex")]
         (Backend::Flex, DeviceSpec::Cpu) => Ok(Device::flex()),
+        // burn-tch is deprecated upstream but remains the fastest CPU path today.
         #[cfg(feature = "tch")]
+        #[allow(deprecated)]
         (Backend::Tch, DeviceSpec::Cpu) => Ok(Device::libtorch()),
         #[cfg(feature = "tch")]
+        #[allow(deprecated)]
         (Backend::Tch, DeviceSpec::Cuda(index)) => Ok(Device::libtorch_cuda(*index)),
         #[cfg(feature = "cuda")]
         (Backend::Cuda, DeviceSpec::Cuda(index)) => Ok(Device::cuda(*index)),

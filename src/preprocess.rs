@@ -89,6 +89,7 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage> {
     let image = ImageReader::with_format(Cursor::new(bytes), format)
         .decode()
         .map_err(|error| anyhow!("{error}"))?;
+    ensure!(image.width() > 0 && image.height() > 0, "the image has no pixels");
     Ok(flatten_alpha(image))
 }
 
@@ -116,20 +117,18 @@ fn flatten_alpha(image: DynamicImage) -> RgbImage {
     })
 }
 
-/// Resizes so the shorter side is `size`, then takes the centred `size` x `size` square.
-/// Images already `size` x `size` (all of Fruits-360 at the default size) are returned as is.
+/// The centred square of the image (side: its shorter side), resized to `size` x `size`: the
+/// same as resizing the shorter side to `size` and cropping, without ever building a huge
+/// intermediate for very elongated images. Images already `size` x `size` (all of Fruits-360
+/// at the default size) are returned as they are.
 pub fn resize_square(image: RgbImage, size: u32) -> RgbImage {
     let (w, h) = image.dimensions();
     if w == size && h == size {
         return image;
     }
-    let scale = size as f64 / w.min(h) as f64;
-    let (nw, nh) = (
-        ((w as f64 * scale).round() as u32).max(size),
-        ((h as f64 * scale).round() as u32).max(size),
-    );
-    let resized = image::imageops::resize(&image, nw, nh, FilterType::Triangle);
-    image::imageops::crop_imm(&resized, (nw - size) / 2, (nh - size) / 2, size, size).to_image()
+    let side = w.min(h);
+    let square = image::imageops::crop_imm(&image, (w - side) / 2, (h - side) / 2, side, side).to_image();
+    image::imageops::resize(&square, size, size, FilterType::Triangle)
 }
 
 /// Decode + resize: the pixels every command feeds the network.
@@ -187,8 +186,9 @@ mod tests {
         let image = RgbImage::from_fn(40, 20, |x, _| image::Rgb([x as u8, 0, 0]));
         let square = resize_square(image, 10);
         assert_eq!(square.dimensions(), (10, 10));
-        // 40x20 -> 20x10, centre 10 columns are source columns ~10..30.
+        // The centre 20x20 square (source columns 10..30) scaled to 10x10.
         let middle = square.get_pixel(5, 5)[0];
-        assert!((18..=24).contains(&middle), "{middle}");
+        assert!((18..=22).contains(&middle), "{middle}");
+        assert!(square.get_pixel(0, 0)[0] >= 10 && square.get_pixel(9, 0)[0] <= 30);
     }
 }

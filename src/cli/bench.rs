@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::ComputeArgs;
 use crate::bench::{self, BenchSettings};
+use crate::train::config::BatchNormMode;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -20,9 +21,9 @@ pub struct BenchArgs {
     /// Untimed warm-up repetitions.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
-    /// Batch norm in training mode (batch statistics) in the training step.
-    #[arg(long)]
-    batchnorm_train: bool,
+    /// Batch norm in the training step.
+    #[arg(long, value_enum, default_value_t = BatchNormMode::Frozen)]
+    batchnorm: BatchNormMode,
     /// Skip the training-step measurement.
     #[arg(long)]
     no_train: bool,
@@ -46,7 +47,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         image_size: args.image_size,
         runs: args.runs,
         warmup: args.warmup,
-        batchnorm_train: args.batchnorm_train,
+        batchnorm: args.batchnorm,
         skip_train: args.no_train,
     };
     let device_name = args.compute.device.as_ref().map_or("default".to_string(), |d| d.to_string());
@@ -65,7 +66,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     println!("  inference (BN folded)   {:8.1} img/s", result.infer_img_per_s);
     println!("  inference (BN layers)   {:8.1} img/s", result.infer_unfolded_img_per_s);
     if let Some(train) = result.train_img_per_s {
-        println!("  training step (BN {}) {:8.1} img/s", result.train_batchnorm, train);
+        let label = format!("training step (BN {:?})", result.train_batchnorm).to_lowercase();
+        println!("  {label:24}{train:8.1} img/s");
     }
     if let Some(data) = &result.data {
         println!("  data, {} images:", data.images);

@@ -97,6 +97,12 @@ pub struct TrainFlags {
     /// Input size in pixels.
     #[arg(long, default_value_t = 100)]
     pub image_size: usize,
+    /// Train on every Nth video frame of each class (validation keeps all its images).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub frame_stride: u64,
+    /// Stop as soon as the validation accuracy reaches this fraction (e.g. 0.99).
+    #[arg(long)]
+    pub stop_at_accuracy: Option<f64>,
     #[arg(long, value_enum)]
     pub normalization: Option<Normalization>,
     /// Training augmentation: `none`, `notebook` (shear 0.2, zoom 0.2, flip), or a list like
@@ -160,6 +166,8 @@ impl TrainFlags {
             batchnorm: self.batchnorm.unwrap_or(default_bn),
             head_warmup_epochs: self.head_warmup_epochs.unwrap_or(0),
             image_size: self.image_size,
+            frame_stride: self.frame_stride as usize,
+            stop_at_accuracy: self.stop_at_accuracy,
             normalization: self.normalization.unwrap_or(if notebook {
                 Normalization::Rescale
             } else {

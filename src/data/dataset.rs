@@ -214,6 +214,23 @@ pub fn hold_out_last(
     (train, val)
 }
 
+/// Keeps every `stride`-th image of each class (images grouped by class, in frame order).
+pub fn every_nth_frame(images: Vec<LabeledImage>, stride: usize) -> Vec<LabeledImage> {
+    let mut position_in_class = 0;
+    let mut previous_label = None;
+    images
+        .into_iter()
+        .filter(|image| {
+            if previous_label != Some(image.label) {
+                previous_label = Some(image.label);
+                position_in_class = 0;
+            }
+            position_in_class += 1;
+            (position_in_class - 1) % stride.max(1) == 0
+        })
+        .collect()
+}
+
 /// Training and test folders must name the same classes, or labels would not line up.
 pub fn ensure_same_classes(training: &ImageFolder, test: &ImageFolder) -> Result<()> {
     if training.classes == test.classes {
@@ -244,6 +261,17 @@ mod tests {
         names.sort_by_cached_key(|p| frame_key(p));
         let names: Vec<_> = names.iter().map(|p| p.to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["2_100.jpg", "r2_3_100.jpg", "r_10_100.jpg", "100_100.jpg", "zz.jpg"]);
+    }
+
+    #[test]
+    fn every_nth_frame_restarts_in_each_class() {
+        let images: Vec<LabeledImage> = [0, 0, 0, 0, 1, 1, 1]
+            .iter()
+            .enumerate()
+            .map(|(i, &label)| LabeledImage { path: i.to_string().into(), label })
+            .collect();
+        let kept: Vec<String> = every_nth_frame(images, 2).iter().map(|i| i.path.display().to_string()).collect();
+        assert_eq!(kept, ["0", "2", "4", "6"]);
     }
 
     #[test]

@@ -101,8 +101,9 @@ impl ConvBn {
             None => Tensor::zeros([out_channels], &scale.device()),
         };
         let bias = (bias - bn.running_mean.value()) * scale + bn.beta.val();
-        self.conv.weight = Param::from_tensor(weight);
-        self.conv.bias = Some(Param::from_tensor(bias));
+        // Detached: the folded values are new leaves, trainable on an autodiff device.
+        self.conv.weight = Param::from_tensor(weight.detach());
+        self.conv.bias = Some(Param::from_tensor(bias.detach()));
         self
     }
 }

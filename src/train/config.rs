@@ -49,6 +49,9 @@ pub enum BatchNormMode {
     /// Keep the pretrained running statistics (gamma and beta still train): stable with small
     /// batches and the usual choice when fine-tuning a pretrained network.
     Frozen,
+    /// Frozen statistics folded, with gamma and beta, into the convolutions before training:
+    /// the same function class as `frozen` with no normalisation ops left to run.
+    Fold,
 }
 
 /// Learning-rate schedule over the run's optimizer steps.
@@ -103,6 +106,13 @@ pub struct TrainConfig {
     /// unfreezing everything (linear probing then fine-tuning).
     pub head_warmup_epochs: usize,
     pub image_size: usize,
+    /// Train on every Nth video frame of each class (neighbouring frames are near-copies);
+    /// validation always uses all its images.
+    #[serde(default = "one")]
+    pub frame_stride: usize,
+    /// Stop once the validation accuracy reaches this fraction.
+    #[serde(default)]
+    pub stop_at_accuracy: Option<f64>,
     pub normalization: Normalization,
     pub augment: Augment,
     /// Frozen mode: compute backbone features once and train on the cache (augmentation is then
@@ -115,10 +125,19 @@ pub struct TrainConfig {
     pub threads: Option<usize>,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl TrainConfig {
     /// Whether the backbone's weights change during the run.
     pub fn trains_backbone(&self) -> bool {
         self.mode == Mode::Finetune
+    }
+
+    /// Whether the trained network has its batch norms folded into the convolutions.
+    pub fn folds_batchnorm(&self) -> bool {
+        self.mode == Mode::Finetune && self.batchnorm == BatchNormMode::Fold
     }
 
     /// Images seen per epoch, given the training-set size.

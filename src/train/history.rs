@@ -48,8 +48,12 @@ pub struct History {
 }
 
 impl History {
+    /// The first epoch with the highest validation accuracy (the one `model-best` holds).
     pub fn best(&self) -> Option<&EpochRecord> {
-        self.epochs.iter().max_by(|a, b| a.val_accuracy.total_cmp(&b.val_accuracy))
+        self.epochs.iter().fold(None, |best, epoch| match best {
+            Some(best) if best.val_accuracy >= epoch.val_accuracy => Some(best),
+            _ => Some(epoch),
+        })
     }
 
     pub fn read(path: &Path) -> Result<Self> {

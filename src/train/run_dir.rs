@@ -200,7 +200,10 @@ impl RunDir {
         if !path.exists() {
             bail!("{} has no trained model yet ({} is missing)", self.path.display(), path.display());
         }
-        let template = Classifier::new(record.config.layout, record.config.head, classes.len(), device);
+        let mut template = Classifier::new(record.config.layout, record.config.head, classes.len(), device);
+        if record.config.folds_batchnorm() {
+            template.backbone = template.backbone.fold_batchnorm();
+        }
         let model = checkpoint::load(template, &path)?;
         let model = Classifier { backbone: model.backbone.fold_batchnorm(), head: model.head };
         Ok(TrainedModel { model, classes, config: record.config })

@@ -48,7 +48,8 @@ pub struct PreparedData {
 /// Reads and decodes the dataset of `config`.
 pub fn prepare_data(config: &TrainConfig) -> Result<PreparedData> {
     let started = Instant::now();
-    let splits = data::load_splits(&config.data, config.val_split)?;
+    let mut splits = data::load_splits(&config.data, config.val_split)?;
+    splits.train = data::dataset::every_nth_frame(splits.train, config.frame_stride);
     ensure!(!splits.val.is_empty(), "no validation images: use a larger --val-split");
     // Refuse what cannot fit before spending minutes decoding: the decoded images, plus the
     // activations of a training batch when the backbone trains.
@@ -103,6 +104,9 @@ pub fn build_model(config: &TrainConfig, num_classes: usize, ad: &Device) -> Res
     }
     let bn_training = config.mode == Mode::Finetune && config.batchnorm == BatchNormMode::Train;
     model.backbone = model.backbone.with_batchnorm_training(bn_training);
+    if config.folds_batchnorm() {
+        model.backbone = model.backbone.fold_batchnorm();
+    }
     if config.mode == Mode::Frozen {
         model.backbone = model.backbone.freeze();
     }
@@ -329,8 +333,17 @@ impl Session<'_> {
                 best = record.val_accuracy;
                 self.run.save_best(&self.model, &self.model_metadata(&record))?;
             }
+            if config.stop_at_accuracy.is_some_and(|target| record.val_accuracy >= target) {
+                let line = format!("reached the target validation accuracy after epoch {}; stopping", epoch + 1);
+                eprintln!("{line}");
+                self.run.log(&line)?;
+                state.finished = true;
+            }
             state.history.write(&self.run.path)?;
             self.save_resume(state)?;
+            if state.finished {
+                break;
+            }
         }
         Ok(Outcome { history: state.history.clone(), interrupted: false })
     }

@@ -57,18 +57,21 @@ pub fn parse(
                 entry.dtype,
                 entry.quantization.is_some()
             );
-            let count: usize = entry.shape.iter().product();
-            let end = offset + count * 4;
-            if end > bytes.len() {
+            let end = entry
+                .shape
+                .iter()
+                .try_fold(4usize, |bytes, &dim| bytes.checked_mul(dim))
+                .and_then(|size| size.checked_add(offset));
+            let Some(end) = end.filter(|&end| end <= bytes.len()) else {
                 bail!(
-                    "weight shards of {source} are truncated: tensor `{}` {:?} needs bytes \
-                     {offset}..{end} but the shards {:?} hold only {}",
+                    "weight shards of {source} are truncated: tensor `{}` {:?} needs bytes from \
+                     {offset} on but the shards {:?} hold only {}",
                     entry.name,
                     entry.shape,
                     group.paths,
                     bytes.len()
                 );
-            }
+            };
             let values: Vec<f32> = bytes[offset..end]
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
