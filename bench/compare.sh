@@ -17,7 +17,8 @@ backends=${BACKENDS:-flex}
 
 batchnorm=${BATCHNORM:-frozen}
 common=(--batch-size "$batch" --image-size "$size" --threads "$threads" --batchnorm "$batchnorm")
-torch_json=$("$python" bench/pytorch_reference.py "${common[@]}" --json)
+# PyTorch in its fastest CPU configuration measured here (channels-last, oneDNN).
+torch_json=$("$python" bench/pytorch_reference.py "${common[@]}" --channels-last --json)
 results=("$torch_json")
 for backend in $backends; do
     binary=target/release/fruitlab

@@ -90,6 +90,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batchnorm", choices=["train", "frozen", "fold"], default="frozen",
                         help="batch norm while training: batch statistics, frozen statistics, or folded into the convolutions")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format (often faster with oneDNN)")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -100,6 +101,9 @@ def main():
     images = torch.randn(b, 3, s, s) * 60
     labels = torch.arange(b) % 95
     model = Classifier()
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
 
     model.eval()
     with torch.inference_mode():
@@ -137,6 +141,7 @@ def main():
         "infer_img_per_s": infer,
         "train_img_per_s": train,
         "train_batchnorm": args.batchnorm,
+        "channels_last": args.channels_last,
     }
     if args.json:
         print(json.dumps(result))

@@ -85,10 +85,12 @@ fn frozen_train_evaluate_predict() {
 }
 
 #[test]
-fn finetune_learns_in_a_few_steps() {
+fn finetune_with_head_warmup_learns_in_a_few_steps() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("finetune");
-    let history = train(&run, &["--epochs", "2", "--steps-per-epoch", "8"]);
+    let history = train(&run, &["--epochs", "2", "--steps-per-epoch", "8", "--head-warmup-epochs", "1"]);
+    let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(log.contains("head warm-up 1/1"), "{log}");
     // Measured: 93-100% after 16 steps of 16 images from ImageNet weights.
     assert!(best_val_accuracy(&history) >= 0.8, "{history}");
     let epochs = history["epochs"].as_array().unwrap();

@@ -12,7 +12,7 @@ use crate::progress::Progress;
 use crate::train::RunDir;
 
 /// Images per forward pass.
-const EVAL_BATCH: usize = 64;
+const EVAL_BATCH: usize = 32;
 
 /// The images to evaluate on, labelled with the run's class indices.
 pub fn evaluation_images(run: &RunDir, data: Option<&Path>, classes: &[String]) -> Result<Vec<LabeledImage>> {

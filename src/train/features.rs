@@ -19,7 +19,7 @@ use crate::progress::Progress;
 use crate::weights::{NamedTensors, fetch};
 
 /// Images per forward pass when extracting features.
-pub const FEATURE_BATCH: usize = 64;
+pub const FEATURE_BATCH: usize = 32;
 
 /// Identifies a feature set: the backbone weights, the preprocessing and the exact files.
 pub struct FeatureKey {

@@ -43,8 +43,9 @@ pub struct History {
     pub decode_seconds: f64,
     /// Seconds spent computing backbone features (frozen mode, head warm-up).
     pub feature_seconds: f64,
-    /// Epochs of head-only warm-up on cached features before fine-tuning.
-    pub head_warmup: Vec<EpochRecord>,
+    /// Seconds spent training the new top alone before fine-tuning (head warm-up).
+    #[serde(default)]
+    pub head_warmup_seconds: f64,
 }
 
 impl History {

@@ -25,7 +25,7 @@ use crate::progress::Progress;
 use crate::weights::{self, checkpoint, keras};
 
 /// Batch size for validation forward passes.
-const EVAL_BATCH: usize = 64;
+const EVAL_BATCH: usize = 32;
 
 /// How a run ended.
 pub struct Outcome {
@@ -400,6 +400,7 @@ impl Session<'_> {
             );
             eprintln!("{line}");
             self.run.log(&line)?;
+            state.history.head_warmup_seconds += started.elapsed().as_secs_f64();
         }
         state.head_warmup_done = true;
         Ok(())
