@@ -82,6 +82,17 @@ fn random_batch(settings: &BenchSettings, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(values, [b, 3, s, s]), device)
 }
 
+/// The ImageNet weights when they are cached: with random weights the activations of a
+/// 50-layer network drift into ranges (denormals) that make the arithmetic itself slower, so
+/// timings would not be those of real use.
+fn bench_model_weights(mut model: Classifier, device: &Device) -> Result<Classifier> {
+    if crate::weights::fetch::cached_weights_path()?.exists() {
+        let mut tensors = crate::weights::read_imagenet(None)?;
+        model.backbone = crate::weights::keras::load_backbone(model.backbone, &mut tensors, device)?;
+    }
+    Ok(model)
+}
+
 /// ResNet-50 inference and training throughput on `device`.
 pub fn bench_model(
     settings: &BenchSettings,
@@ -90,7 +101,7 @@ pub fn bench_model(
     device_name: &str,
 ) -> Result<BenchResult> {
     let images = random_batch(settings, device);
-    let model = Classifier::new(Layout::Keras, HeadKind::Mlp, BENCH_CLASSES, device);
+    let model = bench_model_weights(Classifier::new(Layout::Keras, HeadKind::Mlp, BENCH_CLASSES, device), device)?;
     let unfolded = model.valid();
     let folded = Classifier { backbone: unfolded.backbone.clone().fold_batchnorm(), head: unfolded.head.clone() };
     let b = settings.batch_size;
@@ -104,7 +115,7 @@ pub fn bench_model(
         None
     } else {
         let ad = device.clone().autodiff();
-        let mut model = Classifier::new(Layout::Keras, HeadKind::Mlp, BENCH_CLASSES, &ad);
+        let mut model = bench_model_weights(Classifier::new(Layout::Keras, HeadKind::Mlp, BENCH_CLASSES, &ad), &ad)?;
         model.backbone = match settings.batchnorm {
             BatchNormMode::Train => model.backbone.with_batchnorm_training(true),
             BatchNormMode::Frozen => model.backbone.with_batchnorm_training(false),

@@ -214,9 +214,12 @@ pub fn hold_out_last(
     (train, val)
 }
 
-/// Keeps every `stride`-th image of each class (images grouped by class, in frame order).
+/// Keeps every `stride`-th video frame: Fruits-360 images whose frame index is a multiple of
+/// `stride`, so that each of a class's videos (`N_100`, `r_N_100`, ...) keeps its share; other
+/// names are thinned by their position within the class.
 pub fn every_nth_frame(images: Vec<LabeledImage>, stride: usize) -> Vec<LabeledImage> {
-    let mut position_in_class = 0;
+    let stride = stride.max(1) as u64;
+    let mut position_in_class = 0u64;
     let mut previous_label = None;
     images
         .into_iter()
@@ -226,7 +229,10 @@ pub fn every_nth_frame(images: Vec<LabeledImage>, stride: usize) -> Vec<LabeledI
                 position_in_class = 0;
             }
             position_in_class += 1;
-            (position_in_class - 1) % stride.max(1) == 0
+            match frame_key(&image.path).0 {
+                u64::MAX => (position_in_class - 1) % stride == 0,
+                index => index % stride == 0,
+            }
         })
         .collect()
 }
@@ -264,14 +270,14 @@ mod tests {
     }
 
     #[test]
-    fn every_nth_frame_restarts_in_each_class() {
-        let images: Vec<LabeledImage> = [0, 0, 0, 0, 1, 1, 1]
-            .iter()
-            .enumerate()
-            .map(|(i, &label)| LabeledImage { path: i.to_string().into(), label })
-            .collect();
+    fn every_nth_frame_keeps_every_video_of_a_class() {
+        // Two interleaved videos, as frame order sorts them, then a class of unindexed names.
+        let names = ["0_100.jpg", "r_0_100.jpg", "1_100.jpg", "r_1_100.jpg", "2_100.jpg", "r_2_100.jpg"];
+        let mut images: Vec<LabeledImage> =
+            names.iter().map(|n| LabeledImage { path: n.into(), label: 0 }).collect();
+        images.extend(["a.jpg", "b.jpg", "c.jpg"].iter().map(|n| LabeledImage { path: n.into(), label: 1 }));
         let kept: Vec<String> = every_nth_frame(images, 2).iter().map(|i| i.path.display().to_string()).collect();
-        assert_eq!(kept, ["0", "2", "4", "6"]);
+        assert_eq!(kept, ["0_100.jpg", "r_0_100.jpg", "2_100.jpg", "r_2_100.jpg", "a.jpg", "c.jpg"]);
     }
 
     #[test]
