@@ -15,7 +15,7 @@ use crate::eval::rows;
 use crate::model::{Classifier, HeadKind, Layout};
 use crate::preprocess::Normalization;
 use crate::train::config::BatchNormMode;
-use crate::train::trainer::finetune_step;
+use crate::train::steps::finetune_step;
 
 /// Classes of the benchmark head (Fruits-360's).
 const BENCH_CLASSES: usize = 95;
@@ -62,7 +62,12 @@ pub struct DataBench {
 }
 
 /// Median of the timings of `runs` calls of `f` after `warmup` untimed ones, as images/s.
-fn median_rate(images: usize, warmup: usize, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+fn median_rate(
+    images: usize,
+    warmup: usize,
+    runs: usize,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<f64> {
     for _ in 0..warmup {
         f()?;
     }
@@ -88,7 +93,8 @@ fn random_batch(settings: &BenchSettings, device: &Device) -> Tensor<4> {
 fn bench_model_weights(mut model: Classifier, device: &Device) -> Result<Classifier> {
     if crate::weights::fetch::cached_weights_path()?.exists() {
         let mut tensors = crate::weights::read_imagenet(None)?;
-        model.backbone = crate::weights::keras::load_backbone(model.backbone, &mut tensors, device)?;
+        model.backbone =
+            crate::weights::keras::load_backbone(model.backbone, &mut tensors, device)?;
     }
     Ok(model)
 }
@@ -101,12 +107,20 @@ pub fn bench_model(
     device_name: &str,
 ) -> Result<BenchResult> {
     let images = random_batch(settings, device);
-    let model = bench_model_weights(Classifier::new(Layout::Keras, HeadKind::Mlp, BENCH_CLASSES, device), device)?;
+    let model = bench_model_weights(
+        Classifier::new(Layout::Keras, HeadKind::Mlp, BENCH_CLASSES, device),
+        device,
+    )?;
     let unfolded = model.valid();
-    let folded = Classifier { backbone: unfolded.backbone.clone().fold_batchnorm(), head: unfolded.head.clone() };
+    let folded = Classifier {
+        backbone: unfolded.backbone.clone().fold_batchnorm(),
+        head: unfolded.head.clone(),
+    };
     let b = settings.batch_size;
     let infer = |model: &Classifier| {
-        median_rate(b, settings.warmup, settings.runs, || rows(model.forward(images.clone())).map(drop))
+        median_rate(b, settings.warmup, settings.runs, || {
+            rows(model.forward(images.clone())).map(drop)
+        })
     };
     let infer_img_per_s = infer(&folded)?;
     let infer_unfolded_img_per_s = infer(&unfolded)?;
@@ -115,7 +129,10 @@ pub fn bench_model(
         None
     } else {
         let ad = device.clone().autodiff();
-        let mut model = bench_model_weights(Classifier::new(Layout::Keras, HeadKind::Mlp, BENCH_CLASSES, &ad), &ad)?;
+        let mut model = bench_model_weights(
+            Classifier::new(Layout::Keras, HeadKind::Mlp, BENCH_CLASSES, &ad),
+            &ad,
+        )?;
         model.backbone = match settings.batchnorm {
             BatchNormMode::Train => model.backbone.with_batchnorm_training(true),
             BatchNormMode::Frozen => model.backbone.with_batchnorm_training(false),

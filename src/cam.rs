@@ -8,8 +8,8 @@
 
 use anyhow::Result;
 use burn::tensor::Tensor;
-use image::{Rgb, RgbImage};
 use image::imageops::FilterType;
+use image::{Rgb, RgbImage};
 use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
 
 use crate::eval::{argmax, rows, softmax};
@@ -35,7 +35,8 @@ pub fn activation_map(model: &Classifier, image: Tensor<4>) -> Result<Activation
         .chunks_exact(positions)
         .map(|channel| channel.iter().sum::<f32>() / positions as f32)
         .collect();
-    let features_tensor = Tensor::<1>::from_floats(features.as_slice(), &model.head.output.weight.device());
+    let features_tensor =
+        Tensor::<1>::from_floats(features.as_slice(), &model.head.output.weight.device());
     let logits = rows(model.head.forward(features_tensor.reshape([1, channels])))?;
     let class = argmax(&logits);
     let probability = softmax(&logits)[class];
@@ -76,7 +77,8 @@ fn head_gradient(head: &Head, features: &[f32], class: usize) -> Result<Vec<f32>
             *p += f * w;
         }
     }
-    let gated: Vec<f32> = pre.iter().zip(&w2_column).map(|(p, w)| if *p > 0.0 { *w } else { 0.0 }).collect();
+    let gated: Vec<f32> =
+        pre.iter().zip(&w2_column).map(|(p, w)| if *p > 0.0 { *w } else { 0.0 }).collect();
     Ok(w1.chunks_exact(units).map(|row| row.iter().zip(&gated).map(|(w, g)| w * g).sum()).collect())
 }
 

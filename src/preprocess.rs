@@ -27,11 +27,9 @@ impl Normalization {
     #[inline]
     pub fn planar(self, [r, g, b]: [f32; 3]) -> [f32; 3] {
         match self {
-            Normalization::Caffe => [
-                b - CAFFE_MEAN_BGR[0],
-                g - CAFFE_MEAN_BGR[1],
-                r - CAFFE_MEAN_BGR[2],
-            ],
+            Normalization::Caffe => {
+                [b - CAFFE_MEAN_BGR[0], g - CAFFE_MEAN_BGR[1], r - CAFFE_MEAN_BGR[2]]
+            }
             Normalization::Rescale => [r / 255.0, g / 255.0, b / 255.0],
         }
     }
@@ -98,7 +96,8 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage> {
 /// start-of-scan (FF DA) can only be the real end; without it the file was cut short.
 fn ensure_complete_jpeg(bytes: &[u8]) -> Result<()> {
     let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
-    let complete = last_scan.is_some_and(|scan| bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9]));
+    let complete =
+        last_scan.is_some_and(|scan| bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9]));
     ensure!(complete, "the JPEG is truncated (no end-of-image marker after its image data)");
     Ok(())
 }
@@ -127,7 +126,8 @@ pub fn resize_square(image: RgbImage, size: u32) -> RgbImage {
         return image;
     }
     let side = w.min(h);
-    let square = image::imageops::crop_imm(&image, (w - side) / 2, (h - side) / 2, side, side).to_image();
+    let square =
+        image::imageops::crop_imm(&image, (w - side) / 2, (h - side) / 2, side, side).to_image();
     image::imageops::resize(&square, size, size, FilterType::Triangle)
 }
 
@@ -160,7 +160,9 @@ mod tests {
 
     #[test]
     fn truncated_jpeg_is_rejected_and_complete_one_decodes() {
-        let image = DynamicImage::ImageRgb8(RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, 90])));
+        let image = DynamicImage::ImageRgb8(RgbImage::from_fn(32, 32, |x, y| {
+            image::Rgb([x as u8 * 8, y as u8 * 8, 90])
+        }));
         let jpeg = encode(&image, ImageFormat::Jpeg);
         assert_eq!(decode_bytes(&jpeg).unwrap().dimensions(), (32, 32));
         let error = decode_bytes(&jpeg[..jpeg.len() * 2 / 3]).unwrap_err();
@@ -169,7 +171,9 @@ mod tests {
 
     #[test]
     fn transparent_png_pixels_become_white() {
-        let rgba = image::RgbaImage::from_fn(2, 1, |x, _| image::Rgba([0, 0, 0, if x == 0 { 0 } else { 255 }]));
+        let rgba = image::RgbaImage::from_fn(2, 1, |x, _| {
+            image::Rgba([0, 0, 0, if x == 0 { 0 } else { 255 }])
+        });
         let rgb = decode_bytes(&encode(&DynamicImage::ImageRgba8(rgba), ImageFormat::Png)).unwrap();
         assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
         assert_eq!(rgb.get_pixel(1, 0).0, [0, 0, 0]);
@@ -178,7 +182,9 @@ mod tests {
     #[test]
     fn non_images_say_so() {
         assert!(decode_bytes(b"").unwrap_err().to_string().contains("empty"));
-        assert!(decode_bytes(b"hello, world").unwrap_err().to_string().contains("not a JPEG or PNG"));
+        assert!(
+            decode_bytes(b"hello, world").unwrap_err().to_string().contains("not a JPEG or PNG")
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use serde_json::Value;
 
 fn mini_image(class: &str, index: usize) -> PathBuf {
     let folder = common::mini_dataset().join("Training").join(class);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(folder).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(folder).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     files[index].clone()
 }
@@ -25,7 +26,8 @@ fn encode(image: DynamicImage, format: ImageFormat) -> Vec<u8> {
 
 fn cmyk_jpeg() -> Vec<u8> {
     let (w, h) = (60u16, 40u16);
-    let data: Vec<u8> = (0..w as usize * h as usize).flat_map(|i| [(i % 200) as u8, 30, 60, 10]).collect();
+    let data: Vec<u8> =
+        (0..w as usize * h as usize).flat_map(|i| [(i % 200) as u8, 30, 60, 10]).collect();
     let mut bytes = Vec::new();
     jpeg_encoder::Encoder::new(&mut bytes, 90)
         .encode(&data, w, h, jpeg_encoder::ColorType::Cmyk)
@@ -47,7 +49,8 @@ fn build_matrix() -> Matrix {
     std::fs::create_dir_all(&apple).unwrap();
     std::fs::create_dir_all(&pear).unwrap();
     for i in 0..12 {
-        std::fs::copy(mini_image("Apple Granny Smith", i), apple.join(format!("{i}_100.jpg"))).unwrap();
+        std::fs::copy(mini_image("Apple Granny Smith", i), apple.join(format!("{i}_100.jpg")))
+            .unwrap();
         std::fs::copy(mini_image("Pear", i), pear.join(format!("{i}_100.jpg"))).unwrap();
     }
     let sample = std::fs::read(mini_image("Apple Granny Smith", 20)).unwrap();
@@ -58,10 +61,29 @@ fn build_matrix() -> Matrix {
     write("a name with spaces ü.jpg", &sample);
     write("alpha.png", &encode(DynamicImage::ImageRgba8(decoded.to_rgba8()), ImageFormat::Png));
     write("grayscale.png", &encode(DynamicImage::ImageLuma8(decoded.to_luma8()), ImageFormat::Png));
-    write("sixteen-bit.png", &encode(DynamicImage::ImageRgb16(decoded.to_rgb16()), ImageFormat::Png));
+    write(
+        "sixteen-bit.png",
+        &encode(DynamicImage::ImageRgb16(decoded.to_rgb16()), ImageFormat::Png),
+    );
     write("cmyk.jpg", &cmyk_jpeg());
-    write("not-square-37x51.jpg", &encode(DynamicImage::ImageRgb8(RgbImage::from_pixel(37, 51, image::Rgb([200, 180, 20]))), ImageFormat::Jpeg));
-    write("huge-10000x10000.png", &encode(DynamicImage::ImageRgb8(RgbImage::from_pixel(10_000, 10_000, image::Rgb([250, 250, 250]))), ImageFormat::Png));
+    write(
+        "not-square-37x51.jpg",
+        &encode(
+            DynamicImage::ImageRgb8(RgbImage::from_pixel(37, 51, image::Rgb([200, 180, 20]))),
+            ImageFormat::Jpeg,
+        ),
+    );
+    write(
+        "huge-10000x10000.png",
+        &encode(
+            DynamicImage::ImageRgb8(RgbImage::from_pixel(
+                10_000,
+                10_000,
+                image::Rgb([250, 250, 250]),
+            )),
+            ImageFormat::Png,
+        ),
+    );
     std::os::unix::fs::symlink(apple.join("0_100.jpg"), apple.join("symlinked.jpg")).unwrap();
     // Broken.
     write("truncated.jpg", &sample[..sample.len() / 2]);
@@ -96,7 +118,11 @@ fn stderr_of(command: &mut assert_cmd::Command) -> String {
 
 fn train_command(data: &Path, out: &Path) -> assert_cmd::Command {
     let mut command = common::fruitlab();
-    command.args(["train", "--mode", "frozen", "--epochs", "1", "--data"]).arg(data).arg("--out").arg(out);
+    command
+        .args(["train", "--mode", "frozen", "--epochs", "1", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(out);
     command
 }
 
@@ -118,7 +144,13 @@ fn inspect_lists_every_problem_and_train_refuses_or_skips_bad_images() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| Path::new(b["path"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned())
+        .map(|b| {
+            Path::new(b["path"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     let mut expected: Vec<String> = matrix.broken.iter().map(|s| s.to_string()).collect();
     expected.sort();
@@ -143,14 +175,16 @@ fn inspect_lists_every_problem_and_train_refuses_or_skips_bad_images() {
     // ... or, when asked, leaves them out and says so in the log and the configuration.
     let run = runs.path().join("skipped");
     train_command(matrix.root.path(), &run).arg("--skip-bad-images").assert().success();
-    let config: Value = serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
     let skipped = config["dataset"]["skipped_images"].as_array().unwrap();
     assert_eq!(skipped.len(), matrix.broken.len(), "{config}");
     let log = std::fs::read_to_string(run.join("train.log")).unwrap();
     for name in &matrix.broken {
         assert!(log.contains(name), "{name} not in train.log");
     }
-    let kept = config["dataset"]["train_images"].as_u64().unwrap() + config["dataset"]["val_images"].as_u64().unwrap();
+    let kept = config["dataset"]["train_images"].as_u64().unwrap()
+        + config["dataset"]["val_images"].as_u64().unwrap();
     assert_eq!(kept as usize, 24 + matrix.awkward.len(), "every awkward image was used");
 }
 
@@ -179,7 +213,10 @@ fn dataset_structure_errors_are_clear() {
     copy("Banana", "Test");
     copy("Lemon", "Test");
     let stderr = stderr_of(&mut train_command(data.path(), &runs.path().join("b")));
-    assert!(stderr.contains("differ") && stderr.contains("Kiwi") && stderr.contains("Lemon"), "{stderr}");
+    assert!(
+        stderr.contains("differ") && stderr.contains("Kiwi") && stderr.contains("Lemon"),
+        "{stderr}"
+    );
 
     // An empty class folder.
     std::fs::remove_dir_all(data.path().join("Test")).unwrap();
@@ -222,7 +259,12 @@ fn broken_weight_files_name_the_problem() {
     let wrong_shape = dir.path().join("wrong-shape.safetensors");
     tensors.write_safetensors(&wrong_shape).unwrap();
     let stderr = stderr_of(&mut predict(&wrong_shape));
-    assert!(stderr.contains("res3a_branch2b/kernel") && stderr.contains("[128, 128, 1, 9]") && stderr.contains("[128, 128, 3, 3]"), "{stderr}");
+    assert!(
+        stderr.contains("res3a_branch2b/kernel")
+            && stderr.contains("[128, 128, 1, 9]")
+            && stderr.contains("[128, 128, 3, 3]"),
+        "{stderr}"
+    );
 
     tensors.tensors.remove("res3a_branch2b/kernel");
     tensors.insert("res3a_branch2b/weights", vec![128, 128, 3, 3], kernel.values);
@@ -246,10 +288,7 @@ fn checkpoint_of_another_model_is_refused() {
     // Pretend the run was for three classes: its checkpoint (ten classes) no longer fits.
     std::fs::write(run.join("classes.json"), br#"["a", "b", "c"]"#).unwrap();
     let stderr = stderr_of(
-        common::fruitlab()
-            .args(["predict", "--run"])
-            .arg(&run)
-            .arg(common::testdata("dog.jpg")),
+        common::fruitlab().args(["predict", "--run"]).arg(&run).arg(common::testdata("dog.jpg")),
     );
     assert!(stderr.contains("for 10 classes") && stderr.contains("has 3"), "{stderr}");
 }

@@ -17,7 +17,8 @@ fn train(out: &Path, extra: &[&str]) -> Value {
         .args(extra)
         .assert()
         .success();
-    let history: Value = serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
+    let history: Value =
+        serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
     history
 }
 
@@ -52,10 +53,19 @@ fn frozen_train_evaluate_predict() {
     // Measured: 100% after one epoch (ImageNet features separate these 10 fruits easily);
     // chance is 10%.
     assert!(best_val_accuracy(&history) >= 0.95, "{history}");
-    for file in ["config.json", "classes.json", "history.csv", "train.log", "model-best.safetensors", "model-last.safetensors", "resume/state.json"] {
+    for file in [
+        "config.json",
+        "classes.json",
+        "history.csv",
+        "train.log",
+        "model-best.safetensors",
+        "model-last.safetensors",
+        "resume/state.json",
+    ] {
         assert!(run.join(file).exists(), "{file} missing");
     }
-    let config: Value = serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["config"]["mode"], "frozen");
     assert_eq!(config["dataset"]["train_images"], 390);
     assert_eq!(config["environment"]["backend"], "flex");
@@ -63,7 +73,9 @@ fn frozen_train_evaluate_predict() {
     let evaluation = evaluate(&run);
     assert_eq!(evaluation["images"], 130);
     assert!(evaluation["accuracy"].as_f64().unwrap() >= 0.95, "{evaluation}");
-    assert!(evaluation["top5_accuracy"].as_f64().unwrap() >= evaluation["accuracy"].as_f64().unwrap());
+    assert!(
+        evaluation["top5_accuracy"].as_f64().unwrap() >= evaluation["accuracy"].as_f64().unwrap()
+    );
     assert_eq!(evaluation["per_class"].as_array().unwrap().len(), 10);
     for file in ["confusion.csv", "confusion.png", "per_class.csv", "errors.png"] {
         assert!(run.join("evaluation").join(file).exists(), "{file} missing");
@@ -88,7 +100,8 @@ fn frozen_train_evaluate_predict() {
 fn finetune_with_head_warmup_learns_in_a_few_steps() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("finetune");
-    let history = train(&run, &["--epochs", "2", "--steps-per-epoch", "8", "--head-warmup-epochs", "1"]);
+    let history =
+        train(&run, &["--epochs", "2", "--steps-per-epoch", "8", "--head-warmup-epochs", "1"]);
     let log = std::fs::read_to_string(run.join("train.log")).unwrap();
     assert!(log.contains("head warm-up 1/1"), "{log}");
     // Measured: 93-100% after 16 steps of 16 images from ImageNet weights.

@@ -13,7 +13,8 @@ fn json(path: &Path) -> Value {
 }
 
 fn png_size(path: &Path) -> (u32, u32) {
-    image::image_dimensions(path).unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()))
+    image::image_dimensions(path)
+        .unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()))
 }
 
 #[test]
@@ -30,13 +31,27 @@ fn compare_trains_both_models_and_writes_a_consistent_report() {
         .assert()
         .success();
 
-    for file in ["report.html", "summary.json", "accuracy.svg", "loss.svg", "pretrained/history.json", "vanilla/history.json"] {
+    for file in [
+        "report.html",
+        "summary.json",
+        "accuracy.svg",
+        "loss.svg",
+        "pretrained/history.json",
+        "vanilla/history.json",
+    ] {
         assert!(out.join(file).exists(), "{file} missing");
     }
     for chart in ["accuracy.png", "loss.png"] {
         assert_eq!(png_size(&out.join(chart)), fruitlab::report::charts::SIZE, "{chart}");
     }
-    for figure in ["confusion-pretrained.png", "confusion-vanilla.png", "errors-pretrained.png", "errors-vanilla.png", "samples.png", "cam.png"] {
+    for figure in [
+        "confusion-pretrained.png",
+        "confusion-vanilla.png",
+        "errors-pretrained.png",
+        "errors-vanilla.png",
+        "samples.png",
+        "cam.png",
+    ] {
         let (w, h) = png_size(&out.join(figure));
         assert!(w >= 400 && h >= 100, "{figure} is {w}x{h}");
     }
@@ -47,7 +62,9 @@ fn compare_trains_both_models_and_writes_a_consistent_report() {
     let summary = json(&out.join("summary.json"));
     let models = summary["models"].as_array().unwrap();
     assert_eq!(models.len(), 2);
-    for (model, (name, label)) in models.iter().zip([("pretrained", "Pretrained"), ("vanilla", "Vanilla")]) {
+    for (model, (name, label)) in
+        models.iter().zip([("pretrained", "Pretrained"), ("vanilla", "Vanilla")])
+    {
         assert_eq!(model["label"], label);
         let history = json(&out.join(name).join("history.json"));
         let epochs = history["epochs"].as_array().unwrap();

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// A short fine-tuning run: 3 epochs of 4 steps of 8 images.
-const RUN_FLAGS: [&str; 8] = ["--epochs", "3", "--steps-per-epoch", "4", "--batch-size", "8", "--warmup-steps", "2"];
+const RUN_FLAGS: [&str; 8] =
+    ["--epochs", "3", "--steps-per-epoch", "4", "--batch-size", "8", "--warmup-steps", "2"];
 
 fn train_command(out: &Path) -> Command {
     seeded_train_command(out, 7)
@@ -19,7 +20,13 @@ fn train_command(out: &Path) -> Command {
 
 fn seeded_train_command(out: &Path, seed: u64) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fruitlab"));
-    command.arg("train").arg("--data").arg(common::mini_dataset()).arg("--out").arg(out).args(RUN_FLAGS);
+    command
+        .arg("train")
+        .arg("--data")
+        .arg(common::mini_dataset())
+        .arg("--out")
+        .arg(out)
+        .args(RUN_FLAGS);
     command.arg("--seed").arg(seed.to_string());
     command.stdout(Stdio::null()).stderr(Stdio::null());
     command
@@ -37,14 +44,27 @@ fn resume(out: &Path) {
 
 /// The history without wall-clock fields, which legitimately differ between runs.
 fn history(out: &Path) -> Vec<Value> {
-    let history: Value = serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
+    let history: Value =
+        serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
     history["epochs"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| {
-            let keep = ["epoch", "images_seen", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy", "lr"];
-            keep.iter().map(|k| (k.to_string(), e[k].clone())).collect::<serde_json::Map<_, _>>().into()
+            let keep = [
+                "epoch",
+                "images_seen",
+                "train_loss",
+                "train_accuracy",
+                "val_loss",
+                "val_accuracy",
+                "val_top5_accuracy",
+                "lr",
+            ];
+            keep.iter()
+                .map(|k| (k.to_string(), e[k].clone()))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
         })
         .collect()
 }
@@ -100,7 +120,9 @@ fn same_seed_same_history_and_interrupted_runs_resume_exactly() {
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let status = child.wait().unwrap();
-    let state: Value = serde_json::from_slice(&std::fs::read(interrupted.join("resume/state.json")).unwrap()).unwrap();
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(interrupted.join("resume/state.json")).unwrap())
+            .unwrap();
     if status.code() == Some(130) {
         assert!(!state["finished"].as_bool().unwrap(), "{state}");
     } else {

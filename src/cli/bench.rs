@@ -51,7 +51,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         skip_train: args.no_train,
     };
     let device_name = args.compute.device.as_ref().map_or("default".to_string(), |d| d.to_string());
-    let mut result = bench::bench_model(&settings, &device, args.compute.backend.name(), &device_name)?;
+    let mut result =
+        bench::bench_model(&settings, &device, args.compute.backend.name(), &device_name)?;
     if let Some(root) = &args.data {
         result.data = Some(bench::bench_data(root, args.image_size, args.data_images)?);
     }
@@ -61,7 +62,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     println!(
         "ResNet-50, {} backend, {} threads, batch {}, {}x{} px (median of {} runs)",
-        result.backend, result.threads, result.batch_size, result.image_size, result.image_size, result.runs
+        result.backend,
+        result.threads,
+        result.batch_size,
+        result.image_size,
+        result.image_size,
+        result.runs
     );
     println!("  inference (BN folded)   {:8.1} img/s", result.infer_img_per_s);
     println!("  inference (BN layers)   {:8.1} img/s", result.infer_unfolded_img_per_s);

@@ -96,7 +96,11 @@ pub fn compare(args: CompareArgs) -> Result<()> {
     Ok(())
 }
 
-fn train_or_resume(config: Option<crate::train::TrainConfig>, dir: PathBuf, stop: &std::sync::atomic::AtomicBool) -> Result<PathBuf> {
+fn train_or_resume(
+    config: Option<crate::train::TrainConfig>,
+    dir: PathBuf,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<PathBuf> {
     eprintln!("== {} ==", dir.display());
     let outcome = start_or_resume(config, &dir, stop)?;
     if outcome.interrupted {
@@ -130,11 +134,13 @@ fn print_summary(summary: &Summary, out: &std::path::Path) {
 pub fn cam(args: CamArgs) -> Result<()> {
     let device = args.compute.device()?;
     let trained = RunDir::open(&args.run)?.load_model(args.last, &device)?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
     let size = trained.config.image_size;
     for path in &args.images {
         let rgb = preprocess::load_square(path, size as u32)?;
-        let input = preprocess::batch_tensor(&[rgb.as_raw()], size, trained.config.normalization, &device);
+        let input =
+            preprocess::batch_tensor(&[rgb.as_raw()], size, trained.config.normalization, &device);
         let map = cam::activation_map(&trained.model, input)?;
         let stem = path.file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
         let target = args.out.join(format!("{stem}-cam.png"));

@@ -70,7 +70,13 @@ fn print_summary(evaluation: &Evaluation, out: &Path) {
     worst.sort_by(|a, b| a.accuracy.total_cmp(&b.accuracy));
     println!("lowest per-class accuracy:");
     for class in worst.iter().take(5) {
-        println!("  {:30} {:6.2}% ({}/{})", class.class, 100.0 * class.accuracy, class.correct, class.images);
+        println!(
+            "  {:30} {:6.2}% ({}/{})",
+            class.class,
+            100.0 * class.accuracy,
+            class.correct,
+            class.images
+        );
     }
     if !evaluation.most_confused.is_empty() {
         println!("most confused (true -> predicted):");

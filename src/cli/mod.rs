@@ -67,10 +67,7 @@ impl ComputeArgs {
     pub fn device(&self) -> Result<burn::tensor::Device> {
         if let Some(threads) = self.threads {
             // Both burn-flex and our data pipeline use rayon's global pool.
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build_global()
-                .ok();
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().ok();
         }
         device::select(self.backend, self.device.as_ref())
     }

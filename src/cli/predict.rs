@@ -76,9 +76,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let weights = args.weights.as_deref().unwrap_or("imagenet");
     let path = (weights != "imagenet").then(|| PathBuf::from(weights));
     let tensors = weights::read_imagenet(path.as_deref())?;
-    let classes = fetch::imagenet_classes(&tensors).unwrap_or_else(|| {
-        (0..keras::IMAGENET_CLASSES).map(|i| format!("class {i}")).collect()
-    });
+    let classes = fetch::imagenet_classes(&tensors)
+        .unwrap_or_else(|| (0..keras::IMAGENET_CLASSES).map(|i| format!("class {i}")).collect());
     let model = keras::load_imagenet(tensors, &device)?;
     let predictions = classify(
         &args.images,
@@ -115,10 +114,8 @@ pub fn classify(
             .try_into_vec::<f32>()
             .map_err(|error| anyhow::anyhow!("cannot read probabilities: {error:?}"))?;
         for (path, row) in paths.iter().zip(probabilities.chunks_exact(classes.len())) {
-            predictions.push(Prediction {
-                image: path.clone(),
-                top: top_classes(row, classes, top_k),
-            });
+            predictions
+                .push(Prediction { image: path.clone(), top: top_classes(row, classes, top_k) });
         }
     }
     Ok(predictions)

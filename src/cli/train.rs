@@ -138,11 +138,8 @@ impl TrainFlags {
             (false, false) => (OptimizerKind::Adam, 1e-3, 16),
         };
         let pretrained_default = self.init == Init::Imagenet && !notebook;
-        let default_bn = if pretrained_default {
-            BatchNormMode::Frozen
-        } else {
-            BatchNormMode::Train
-        };
+        let default_bn =
+            if pretrained_default { BatchNormMode::Frozen } else { BatchNormMode::Train };
         TrainConfig {
             recipe: self.recipe,
             data: data.to_path_buf(),
@@ -154,14 +151,24 @@ impl TrainFlags {
             weights: self.weights.clone(),
             epochs: self.epochs.unwrap_or(2),
             batch_size: self.batch_size.unwrap_or(batch_size),
-            steps_per_epoch: self.steps_per_epoch.or((notebook || fine_tune).then_some(NOTEBOOK_STEPS)),
+            steps_per_epoch: self
+                .steps_per_epoch
+                .or((notebook || fine_tune).then_some(NOTEBOOK_STEPS)),
             optimizer: self.optimizer.unwrap_or(optimizer),
             lr: self.lr.unwrap_or(lr),
             // A pretrained backbone needs only small corrections; a random one trains at full rate.
-            backbone_lr_scale: self.backbone_lr_scale.unwrap_or(if pretrained_default { 0.1 } else { 1.0 }),
+            backbone_lr_scale: self.backbone_lr_scale.unwrap_or(if pretrained_default {
+                0.1
+            } else {
+                1.0
+            }),
             momentum: self.momentum.unwrap_or(0.9),
             weight_decay: self.weight_decay.unwrap_or(0.0),
-            schedule: self.schedule.unwrap_or(if notebook || frozen { Schedule::Constant } else { Schedule::Cosine }),
+            schedule: self.schedule.unwrap_or(if notebook || frozen {
+                Schedule::Constant
+            } else {
+                Schedule::Cosine
+            }),
             warmup_steps: self.warmup_steps.unwrap_or(if notebook { 0 } else { 50 }),
             batchnorm: self.batchnorm.unwrap_or(default_bn),
             head_warmup_epochs: self.head_warmup_epochs.unwrap_or(0),
@@ -198,13 +205,19 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
             eprintln!("interrupted again: exiting without a checkpoint");
             std::process::exit(130);
         }
-        eprintln!("interrupt: finishing the current step and writing a checkpoint (Ctrl-C again to quit now)");
+        eprintln!(
+            "interrupt: finishing the current step and writing a checkpoint (Ctrl-C again to quit now)"
+        );
     });
     stop
 }
 
 /// Creates (or reopens, for `--resume`) the run folder and trains.
-pub fn start_or_resume(config: Option<TrainConfig>, out: &Path, stop: &AtomicBool) -> Result<Outcome> {
+pub fn start_or_resume(
+    config: Option<TrainConfig>,
+    out: &Path,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
     let (run, config, state) = match config {
         Some(config) => {
             let run = RunDir::create(out)?;
@@ -219,10 +232,14 @@ pub fn start_or_resume(config: Option<TrainConfig>, out: &Path, stop: &AtomicBoo
         None => {
             let run = RunDir::open(out)?;
             let config = run.read_record()?.config;
-            let state = run.resume_file("state.json").exists().then(|| run.read_resume()).transpose()?;
+            let state =
+                run.resume_file("state.json").exists().then(|| run.read_resume()).transpose()?;
             if state.as_ref().is_some_and(|s| s.finished) {
                 eprintln!("{} has already finished all its epochs", out.display());
-                return Ok(Outcome { history: state.expect("checked").history, interrupted: false });
+                return Ok(Outcome {
+                    history: state.expect("checked").history,
+                    interrupted: false,
+                });
             }
             (run, config, state)
         }

@@ -38,7 +38,8 @@ impl Augment {
 
     /// Draws one random transform, in Keras' order of draws.
     pub fn sample(&self, rng: &mut impl Rng) -> Transform {
-        let mut uniform = |range: f32| if range > 0.0 { rng.random_range(-range..=range) } else { 0.0 };
+        let mut uniform =
+            |range: f32| if range > 0.0 { rng.random_range(-range..=range) } else { 0.0 };
         let rotation = uniform(self.rotation);
         let shift_rows = uniform(self.height_shift);
         let shift_cols = uniform(self.width_shift);
@@ -51,7 +52,16 @@ impl Augment {
         };
         let flip = self.horizontal_flip && rng.random_bool(0.5);
         let brightness = self.brightness.map_or(1.0, |(low, high)| rng.random_range(low..=high));
-        Transform { rotation, shift_rows, shift_cols, shear, zoom_rows, zoom_cols, flip, brightness }
+        Transform {
+            rotation,
+            shift_rows,
+            shift_cols,
+            shear,
+            zoom_rows,
+            zoom_cols,
+            flip,
+            brightness,
+        }
     }
 }
 
@@ -85,9 +95,11 @@ impl std::str::FromStr for Augment {
                         .ok_or_else(|| format!("`{item}`: use brightness=LOW:HIGH"))?;
                     augment.brightness = Some((low, high));
                 }
-                _ => return Err(format!(
-                    "unknown augmentation `{key}`: use none, notebook, or a list of flip, rotation=, shear=, zoom=, shift=, width_shift=, height_shift=, brightness=LOW:HIGH"
-                )),
+                _ => {
+                    return Err(format!(
+                        "unknown augmentation `{key}`: use none, notebook, or a list of flip, rotation=, shear=, zoom=, shift=, width_shift=, height_shift=, brightness=LOW:HIGH"
+                    ));
+                }
             }
         }
         Ok(augment)
@@ -201,8 +213,14 @@ mod tests {
         let size = 8;
         let rgb = gradient_image(size);
         let flip = Transform {
-            rotation: 0.0, shift_rows: 0.0, shift_cols: 0.0, shear: 0.0,
-            zoom_rows: 1.0, zoom_cols: 1.0, flip: true, brightness: 1.0,
+            rotation: 0.0,
+            shift_rows: 0.0,
+            shift_cols: 0.0,
+            shear: 0.0,
+            zoom_rows: 1.0,
+            zoom_cols: 1.0,
+            flip: true,
+            brightness: 1.0,
         };
         let mut out = vec![0.0; rgb.len()];
         flip.apply(&rgb, size, Normalization::Rescale, &mut out);

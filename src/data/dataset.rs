@@ -70,12 +70,9 @@ impl ImageFolder {
         if self.empty_classes.is_empty() {
             return Ok(());
         }
-        let names: Vec<String> = self.empty_classes.iter().map(|p| p.display().to_string()).collect();
-        bail!(
-            "class folders without images ({}): {}",
-            IMAGE_EXTENSIONS.join("/"),
-            names.join(", ")
-        )
+        let names: Vec<String> =
+            self.empty_classes.iter().map(|p| p.display().to_string()).collect();
+        bail!("class folders without images ({}): {}", IMAGE_EXTENSIONS.join("/"), names.join(", "))
     }
 
     pub fn count_per_class(&self) -> Vec<usize> {
@@ -118,14 +115,15 @@ pub fn frame_key(path: &Path) -> (u64, String) {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let stem = name.split('.').next().unwrap_or_default();
     let without_prefix = match stem.split_once('_') {
-        Some((prefix, rest)) if prefix.starts_with('r') && prefix[1..].chars().all(|c| c.is_ascii_digit()) => rest,
+        Some((prefix, rest))
+            if prefix.starts_with('r') && prefix[1..].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            rest
+        }
         _ => stem,
     };
-    let index = without_prefix
-        .split('_')
-        .next()
-        .and_then(|digits| digits.parse().ok())
-        .unwrap_or(u64::MAX);
+    let index =
+        without_prefix.split('_').next().and_then(|digits| digits.parse().ok()).unwrap_or(u64::MAX);
     (index, name)
 }
 
@@ -177,10 +175,7 @@ pub fn load_splits(root: &Path, val_split: Option<f64>) -> Result<DataSplits> {
         });
     }
     let fraction = val_split.unwrap_or(DEFAULT_VAL_SPLIT);
-    ensure!(
-        (0.0..1.0).contains(&fraction),
-        "--val-split must be in [0, 1), got {fraction}"
-    );
+    ensure!((0.0..1.0).contains(&fraction), "--val-split must be in [0, 1), got {fraction}");
     let (train, val) = hold_out_last(&training.images, training.classes.len(), fraction);
     Ok(DataSplits {
         classes: training.classes,
@@ -203,7 +198,8 @@ pub fn hold_out_last(
     for label in 0..num_classes {
         let class: Vec<&LabeledImage> = images.iter().filter(|i| i.label == label).collect();
         let held = if fraction > 0.0 {
-            ((class.len() as f64 * fraction).round() as usize).clamp(1, class.len().saturating_sub(1).max(1))
+            ((class.len() as f64 * fraction).round() as usize)
+                .clamp(1, class.len().saturating_sub(1).max(1))
         } else {
             0
         };
@@ -230,7 +226,7 @@ pub fn every_nth_frame(images: Vec<LabeledImage>, stride: usize) -> Vec<LabeledI
             }
             position_in_class += 1;
             match frame_key(&image.path).0 {
-                u64::MAX => (position_in_class - 1) % stride == 0,
+                u64::MAX => (position_in_class - 1).is_multiple_of(stride),
                 index => index % stride == 0,
             }
         })
@@ -272,12 +268,19 @@ mod tests {
     #[test]
     fn every_nth_frame_keeps_every_video_of_a_class() {
         // Two interleaved videos, as frame order sorts them, then a class of unindexed names.
-        let names = ["0_100.jpg", "r_0_100.jpg", "1_100.jpg", "r_1_100.jpg", "2_100.jpg", "r_2_100.jpg"];
+        let names =
+            ["0_100.jpg", "r_0_100.jpg", "1_100.jpg", "r_1_100.jpg", "2_100.jpg", "r_2_100.jpg"];
         let mut images: Vec<LabeledImage> =
             names.iter().map(|n| LabeledImage { path: n.into(), label: 0 }).collect();
-        images.extend(["a.jpg", "b.jpg", "c.jpg"].iter().map(|n| LabeledImage { path: n.into(), label: 1 }));
-        let kept: Vec<String> = every_nth_frame(images, 2).iter().map(|i| i.path.display().to_string()).collect();
-        assert_eq!(kept, ["0_100.jpg", "r_0_100.jpg", "2_100.jpg", "r_2_100.jpg", "a.jpg", "c.jpg"]);
+        images.extend(
+            ["a.jpg", "b.jpg", "c.jpg"].iter().map(|n| LabeledImage { path: n.into(), label: 1 }),
+        );
+        let kept: Vec<String> =
+            every_nth_frame(images, 2).iter().map(|i| i.path.display().to_string()).collect();
+        assert_eq!(
+            kept,
+            ["0_100.jpg", "r_0_100.jpg", "2_100.jpg", "r_2_100.jpg", "a.jpg", "c.jpg"]
+        );
     }
 
     #[test]

@@ -67,7 +67,9 @@ pub fn decode_all(
                     out.copy_from_slice(rgb.as_raw());
                     None
                 }
-                Err(error) => Some(BadImage { path: image.path.clone(), error: format!("{error:#}") }),
+                Err(error) => {
+                    Some(BadImage { path: image.path.clone(), error: format!("{error:#}") })
+                }
             }
         })
         .collect();

@@ -42,10 +42,10 @@ pub fn inspect(root: &Path) -> Result<InspectReport> {
         folders.push(ImageFolder::scan(&test)?);
     }
     let mut problems = Vec::new();
-    if let [training, test] = &folders[..] {
-        if let Err(error) = ensure_same_classes(training, test) {
-            problems.push(format!("{error:#}"));
-        }
+    if let [training, test] = &folders[..]
+        && let Err(error) = ensure_same_classes(training, test)
+    {
+        problems.push(format!("{error:#}"));
     }
     let splits: Vec<SplitReport> = folders.iter().map(inspect_split).collect();
     for folder in &folders {
@@ -66,7 +66,12 @@ pub fn inspect(root: &Path) -> Result<InspectReport> {
             ));
         }
     }
-    Ok(InspectReport { root: root.to_path_buf(), classes: folders[0].classes.clone(), splits, problems })
+    Ok(InspectReport {
+        root: root.to_path_buf(),
+        classes: folders[0].classes.clone(),
+        splits,
+        problems,
+    })
 }
 
 fn inspect_split(folder: &ImageFolder) -> SplitReport {

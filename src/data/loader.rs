@@ -20,7 +20,8 @@ const PREFETCH: usize = 3;
 
 /// Mixes two numbers into one well-spread seed (splitmix64 finaliser).
 pub fn mix(seed: u64, stream: u64) -> u64 {
-    let mut z = seed ^ stream.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut z =
+        seed ^ stream.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -97,7 +98,11 @@ pub struct Batches {
 impl Batches {
     /// Starts assembling batches of `samples` (`(image index, stream position)` pairs; the
     /// position seeds that sample's augmentation).
-    pub fn spawn(data: Arc<DecodedImages>, samples: Vec<(usize, u64)>, recipe: BatchRecipe) -> Self {
+    pub fn spawn(
+        data: Arc<DecodedImages>,
+        samples: Vec<(usize, u64)>,
+        recipe: BatchRecipe,
+    ) -> Self {
         let (sender, receiver) = sync_channel(PREFETCH);
         let worker = std::thread::spawn(move || {
             for chunk in samples.chunks(recipe.batch_size) {
@@ -110,7 +115,11 @@ impl Batches {
     }
 
     /// Plain batches of every image in order (evaluation).
-    pub fn in_order(data: Arc<DecodedImages>, batch_size: usize, normalization: Normalization) -> Self {
+    pub fn in_order(
+        data: Arc<DecodedImages>,
+        batch_size: usize,
+        normalization: Normalization,
+    ) -> Self {
         let samples = (0..data.len()).map(|i| (i, i as u64)).collect();
         Self::spawn(data, samples, BatchRecipe { batch_size, normalization, augment: None })
     }
@@ -123,12 +132,12 @@ impl Iterator for Batches {
         let started = Instant::now();
         let batch = self.receiver.recv().ok();
         self.waited += started.elapsed();
-        if batch.is_none() {
-            if let Some(worker) = self.worker.take() {
-                // Surface a panic of the worker instead of ending the epoch silently.
-                if let Err(panic) = worker.join() {
-                    std::panic::resume_unwind(panic);
-                }
+        if batch.is_none()
+            && let Some(worker) = self.worker.take()
+        {
+            // Surface a panic of the worker instead of ending the epoch silently.
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic);
             }
         }
         batch
@@ -139,10 +148,8 @@ impl Iterator for Batches {
 pub fn assemble(data: &DecodedImages, samples: &[(usize, u64)], recipe: &BatchRecipe) -> Batch {
     let per_image = data.bytes_per_image();
     let mut images = vec![0f32; samples.len() * per_image];
-    images
-        .par_chunks_mut(per_image)
-        .zip(samples.par_iter())
-        .for_each(|(out, &(index, position))| {
+    images.par_chunks_mut(per_image).zip(samples.par_iter()).for_each(
+        |(out, &(index, position))| {
             let rgb = data.image(index);
             match &recipe.augment {
                 Some((augment, seed)) if !augment.is_identity() => {
@@ -151,7 +158,8 @@ pub fn assemble(data: &DecodedImages, samples: &[(usize, u64)], recipe: &BatchRe
                 }
                 _ => recipe.normalization.write_planar(rgb, out),
             }
-        });
+        },
+    );
     Batch { images, labels: samples.iter().map(|&(index, _)| data.labels[index]).collect() }
 }
 
@@ -173,7 +181,11 @@ mod tests {
 
     #[test]
     fn batches_cover_samples_in_order_with_a_short_last_batch() {
-        let data = Arc::new(DecodedImages { size: 1, pixels: (0..15).collect(), labels: vec![0, 1, 2, 3, 4] });
+        let data = Arc::new(DecodedImages {
+            size: 1,
+            pixels: (0..15).collect(),
+            labels: vec![0, 1, 2, 3, 4],
+        });
         let batches: Vec<Batch> = Batches::in_order(data, 2, Normalization::Rescale).collect();
         assert_eq!(batches.iter().map(Batch::len).collect::<Vec<_>>(), [2, 2, 1]);
         assert_eq!(batches[2].labels, [4]);

@@ -171,7 +171,7 @@ pub fn evaluate(logits: &[f32], labels: &[usize], classes: &[String]) -> Evaluat
             count: confusion[t][p],
         })
         .collect();
-    most_confused.sort_by(|a, b| b.count.cmp(&a.count));
+    most_confused.sort_by_key(|pair| std::cmp::Reverse(pair.count));
     most_confused.truncate(10);
     Evaluation { metrics: metrics(logits, labels), per_class, confusion, most_confused, mistakes }
 }

@@ -15,7 +15,11 @@ use crate::train::RunDir;
 const EVAL_BATCH: usize = 32;
 
 /// The images to evaluate on, labelled with the run's class indices.
-pub fn evaluation_images(run: &RunDir, data: Option<&Path>, classes: &[String]) -> Result<Vec<LabeledImage>> {
+pub fn evaluation_images(
+    run: &RunDir,
+    data: Option<&Path>,
+    classes: &[String],
+) -> Result<Vec<LabeledImage>> {
     let Some(dir) = data else {
         let config = run.read_record()?.config;
         return Ok(data::load_splits(&config.data, config.val_split)?.val);
@@ -39,7 +43,8 @@ pub fn evaluation_images(run: &RunDir, data: Option<&Path>, classes: &[String]) 
         .images
         .into_iter()
         .map(|image| {
-            let label = classes.iter().position(|c| *c == found.classes[image.label]).expect("checked");
+            let label =
+                classes.iter().position(|c| *c == found.classes[image.label]).expect("checked");
             LabeledImage { path: image.path, label }
         })
         .collect())
@@ -69,9 +74,10 @@ pub fn evaluate_run(
         files.into_iter().filter(|f| !bad.iter().any(|b| b.path == f.path)).collect();
     let decoded = Arc::new(decoded);
     let progress = Progress::new("evaluate", decoded.len() as u64);
-    let logits = map_images(&decoded, EVAL_BATCH, trained.config.normalization, device, &progress, |x| {
-        trained.model.forward(x)
-    })?;
+    let logits =
+        map_images(&decoded, EVAL_BATCH, trained.config.normalization, device, &progress, |x| {
+            trained.model.forward(x)
+        })?;
     progress.finish();
     Ok((evaluate(&logits, &decoded.labels, &trained.classes), kept, trained.classes))
 }

@@ -44,10 +44,9 @@ impl Head {
                 hidden: Some(keras_dense(FEATURE_DIM, HIDDEN_UNITS, device)),
                 output: keras_dense(HIDDEN_UNITS, num_classes, device),
             },
-            HeadKind::Linear => Self {
-                hidden: None,
-                output: keras_dense(FEATURE_DIM, num_classes, device),
-            },
+            HeadKind::Linear => {
+                Self { hidden: None, output: keras_dense(FEATURE_DIM, num_classes, device) }
+            }
         }
     }
 
@@ -75,10 +74,7 @@ pub struct Classifier {
 impl Classifier {
     /// A randomly initialised classifier (the "vanilla" model until weights are loaded).
     pub fn new(layout: Layout, head: HeadKind, num_classes: usize, device: &Device) -> Self {
-        Self {
-            backbone: ResNet50::new(layout, device),
-            head: Head::new(head, num_classes, device),
-        }
+        Self { backbone: ResNet50::new(layout, device), head: Head::new(head, num_classes, device) }
     }
 
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {

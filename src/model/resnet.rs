@@ -67,10 +67,7 @@ impl ConvBn {
             .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
             .with_bias(layout.conv_bias())
             // He (Kaiming) normal, fan-in: the initialiser Keras uses for ResNet convolutions.
-            .with_initializer(Initializer::KaimingNormal {
-                gain: 2f64.sqrt(),
-                fan_out_only: false,
-            })
+            .with_initializer(Initializer::KaimingNormal { gain: 2f64.sqrt(), fan_out_only: false })
             .init(device);
         // Keras momentum 0.99 on the old value is burn/PyTorch momentum 0.01 on the new one.
         let bn = BatchNormConfig::new(channels[1])
@@ -275,10 +272,7 @@ impl ResNet50 {
     /// The last residual stage's feature map, `[batch, 2048, h/32, w/32]`.
     pub fn feature_map(&self, images: Tensor<4>) -> Tensor<4> {
         let x = self.pool.forward(relu(self.stem.forward(images)));
-        self.stages
-            .iter()
-            .flat_map(|stage| &stage.blocks)
-            .fold(x, |x, block| block.forward(x))
+        self.stages.iter().flat_map(|stage| &stage.blocks).fold(x, |x, block| block.forward(x))
     }
 
     /// Global-average-pooled features, `[batch, 2048]`.

@@ -20,24 +20,31 @@ use crate::train::run_dir::{read_json, write_json};
 use crate::train::{History, RunDir, TrainConfig};
 
 /// Colours of the runs' curves, in order.
-const COLOURS: [RGBColor; 4] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-];
+const COLOURS: [RGBColor; 4] =
+    [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
 
 /// Images shown with their activation maps.
 const CAM_IMAGES: usize = 8;
 
 /// Writes evaluation.json, confusion.csv/png, per_class.csv and errors.png into `out`.
-pub fn write_evaluation(out: &Path, evaluation: &Evaluation, classes: &[String], files: &[LabeledImage]) -> Result<()> {
+pub fn write_evaluation(
+    out: &Path,
+    evaluation: &Evaluation,
+    classes: &[String],
+    files: &[LabeledImage],
+) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     write_json(&out.join("evaluation.json"), evaluation)?;
     tables::write_confusion_csv(&out.join("confusion.csv"), &evaluation.confusion, classes)?;
     tables::write_per_class_csv(&out.join("per_class.csv"), &evaluation.per_class)?;
-    confusion::draw(&out.join("confusion.png"), &evaluation.confusion, classes, "Confusion matrix (validation)")?;
-    let paths: Vec<PathBuf> = evaluation.mistakes.iter().map(|m| files[m.index].path.clone()).collect();
+    confusion::draw(
+        &out.join("confusion.png"),
+        &evaluation.confusion,
+        classes,
+        "Confusion matrix (validation)",
+    )?;
+    let paths: Vec<PathBuf> =
+        evaluation.mistakes.iter().map(|m| files[m.index].path.clone()).collect();
     grid::draw_mistakes(&out.join("errors.png"), &evaluation.mistakes, &paths)
 }
 
@@ -53,7 +60,10 @@ struct LoadedRun {
 }
 
 /// The run's validation evaluation, from `RUN/evaluation` or computed (and saved) now.
-fn load_or_evaluate(run: &RunDir, device: &Device) -> Result<(Evaluation, Vec<LabeledImage>, Vec<String>)> {
+fn load_or_evaluate(
+    run: &RunDir,
+    device: &Device,
+) -> Result<(Evaluation, Vec<LabeledImage>, Vec<String>)> {
     let dir = run.file("evaluation");
     let saved = dir.join("evaluation.json");
     let classes = run.read_classes()?;
@@ -99,20 +109,36 @@ pub fn build(runs: &[PathBuf], out: &Path, device: &Device) -> Result<Summary> {
     }
 
     let dataset = loaded[0].config.data.clone();
-    let images_seen = loaded.iter().filter_map(|r| r.history.epochs.last()).map(|e| e.images_seen).max().unwrap_or(0);
-    let dataset_name = dataset.file_name().map_or("dataset".into(), |n| n.to_string_lossy().into_owned());
+    let images_seen = loaded
+        .iter()
+        .filter_map(|r| r.history.epochs.last())
+        .map(|e| e.images_seen)
+        .max()
+        .unwrap_or(0);
+    let dataset_name =
+        dataset.file_name().map_or("dataset".into(), |n| n.to_string_lossy().into_owned());
     curves(&loaded, out, &dataset_name, images_seen)?;
 
     let mut per_model = Vec::new();
     for run in &loaded {
         let slug = slug(&run.label);
         let confusion_png = out.join(format!("confusion-{slug}.png"));
-        confusion::draw(&confusion_png, &run.evaluation.confusion, &run.classes, &format!("{}: confusion matrix (validation)", run.label))?;
+        confusion::draw(
+            &confusion_png,
+            &run.evaluation.confusion,
+            &run.classes,
+            &format!("{}: confusion matrix (validation)", run.label),
+        )?;
         let errors_png = out.join(format!("errors-{slug}.png"));
-        let paths: Vec<PathBuf> = run.evaluation.mistakes.iter().map(|m| run.files[m.index].path.clone()).collect();
+        let paths: Vec<PathBuf> =
+            run.evaluation.mistakes.iter().map(|m| run.files[m.index].path.clone()).collect();
         grid::draw_mistakes(&errors_png, &run.evaluation.mistakes, &paths)?;
-        per_model.push(Figure { title: format!("{}: confusion matrix", run.label), png: confusion_png });
-        per_model.push(Figure { title: format!("{}: most confident mistakes", run.label), png: errors_png });
+        per_model
+            .push(Figure { title: format!("{}: confusion matrix", run.label), png: confusion_png });
+        per_model.push(Figure {
+            title: format!("{}: most confident mistakes", run.label),
+            png: errors_png,
+        });
     }
 
     let samples_png = out.join("samples.png");
@@ -125,7 +151,15 @@ pub fn build(runs: &[PathBuf], out: &Path, device: &Device) -> Result<Summary> {
         generated: chrono::Local::now().to_rfc3339(),
         models: loaded
             .iter()
-            .map(|r| summary::summarise(r.label.clone(), r.run.path.clone(), &r.config, &r.history, Some(r.evaluation.metrics)))
+            .map(|r| {
+                summary::summarise(
+                    r.label.clone(),
+                    r.run.path.clone(),
+                    &r.config,
+                    &r.history,
+                    Some(r.evaluation.metrics),
+                )
+            })
             .collect(),
     };
     write_json(&out.join("summary.json"), &summary)?;
@@ -133,18 +167,34 @@ pub fn build(runs: &[PathBuf], out: &Path, device: &Device) -> Result<Summary> {
         (
             "Training curves".to_string(),
             vec![
-                Figure { title: "Validation (solid) and training (dashed) accuracy per epoch".into(), png: out.join("accuracy.png") },
-                Figure { title: "Validation (solid) and training (dashed) loss per epoch".into(), png: out.join("loss.png") },
+                Figure {
+                    title: "Validation (solid) and training (dashed) accuracy per epoch".into(),
+                    png: out.join("accuracy.png"),
+                },
+                Figure {
+                    title: "Validation (solid) and training (dashed) loss per epoch".into(),
+                    png: out.join("loss.png"),
+                },
             ],
         ),
         ("Confusion and mistakes".to_string(), per_model),
         (
             "Where the network looks".to_string(),
-            vec![Figure { title: format!("{}: class activation maps (Grad-CAM) of validation images", loaded[0].label), png: cam_png }],
+            vec![Figure {
+                title: format!(
+                    "{}: class activation maps (Grad-CAM) of validation images",
+                    loaded[0].label
+                ),
+                png: cam_png,
+            }],
         ),
-        ("The data".to_string(), vec![Figure { title: "One training image per class".into(), png: samples_png }]),
+        (
+            "The data".to_string(),
+            vec![Figure { title: "One training image per class".into(), png: samples_png }],
+        ),
     ];
-    let configs: Vec<(String, TrainConfig)> = loaded.iter().map(|r| (r.label.clone(), r.config.clone())).collect();
+    let configs: Vec<(String, TrainConfig)> =
+        loaded.iter().map(|r| (r.label.clone(), r.config.clone())).collect();
     let page = html::render(&summary, &configs, &sections)?;
     crate::atomic_file::write(&out.join("report.html"), page.as_bytes())?;
     Ok(summary)
@@ -159,7 +209,8 @@ fn curves(runs: &[LoadedRun], out: &Path, dataset: &str, images_seen: u64) -> Re
     for (name, y_label, pick) in charts {
         let mut series = Vec::new();
         for (run, colour) in runs.iter().zip(COLOURS.iter().cycle()) {
-            let points: Vec<(f64, (f64, f64))> = run.history.epochs.iter().map(|e| (e.epoch as f64, pick(e))).collect();
+            let points: Vec<(f64, (f64, f64))> =
+                run.history.epochs.iter().map(|e| (e.epoch as f64, pick(e))).collect();
             series.push(Series {
                 label: format!("{} (validation)", run.label),
                 color: *colour,
@@ -174,7 +225,10 @@ fn curves(runs: &[LoadedRun], out: &Path, dataset: &str, images_seen: u64) -> Re
             });
         }
         let chart = Chart {
-            title: format!("{} on {dataset} ({images_seen} training images seen)", if name == "loss" { "Loss" } else { "Accuracy" }),
+            title: format!(
+                "{} on {dataset} ({images_seen} training images seen)",
+                if name == "loss" { "Loss" } else { "Accuracy" }
+            ),
             x_label: "epoch".into(),
             y_label: y_label.into(),
             series,
@@ -191,13 +245,30 @@ fn activation_maps(run: &LoadedRun, path: &Path, device: &Device) -> Result<()> 
     let mut tiles = Vec::new();
     for file in run.files.iter().step_by(step).take(CAM_IMAGES) {
         let rgb = preprocess::load_square(&file.path, trained.config.image_size as u32)?;
-        let input = preprocess::batch_tensor(&[rgb.as_raw()], trained.config.image_size, trained.config.normalization, device);
+        let input = preprocess::batch_tensor(
+            &[rgb.as_raw()],
+            trained.config.image_size,
+            trained.config.normalization,
+            device,
+        );
         let map = cam::activation_map(&trained.model, input)?;
-        tiles.push(Tile { image: rgb.clone(), caption: vec![format!("true: {}", trained.classes[file.label])] });
+        tiles.push(Tile {
+            image: rgb.clone(),
+            caption: vec![format!("true: {}", trained.classes[file.label])],
+        });
         tiles.push(Tile {
             image: cam::overlay(&rgb, &map, 1),
-            caption: vec![format!("pred: {} {:.0}%", trained.classes[map.class], 100.0 * map.probability)],
+            caption: vec![format!(
+                "pred: {} {:.0}%",
+                trained.classes[map.class],
+                100.0 * map.probability
+            )],
         });
     }
-    grid::draw(path, "Class activation maps: image, and evidence for the predicted class", &tiles, 8)
+    grid::draw(
+        path,
+        "Class activation maps: image, and evidence for the predicted class",
+        &tiles,
+        8,
+    )
 }

@@ -98,7 +98,9 @@ impl Chart {
             .y_desc(&self.y_label)
             .x_labels(whole_steps)
             // Epochs are whole numbers: label only those.
-            .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-6 { format!("{x:.0}") } else { String::new() })
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-6 { format!("{x:.0}") } else { String::new() }
+            })
             .y_label_formatter(&|y| tick_label(*y, y1 - y0))
             .axis_desc_style((FONT, 20))
             .label_style((FONT, 16))
@@ -112,10 +114,14 @@ impl Chart {
                     .draw_series(DashedLineSeries::new(series.points.clone(), 10, 6, style))
                     .map_err(drawing_error)?;
             } else {
-                chart.draw_series(LineSeries::new(series.points.clone(), style)).map_err(drawing_error)?;
+                chart
+                    .draw_series(LineSeries::new(series.points.clone(), style))
+                    .map_err(drawing_error)?;
             }
             chart
-                .draw_series(series.points.iter().map(|&p| Circle::new(p, 4, series.color.filled())))
+                .draw_series(
+                    series.points.iter().map(|&p| Circle::new(p, 4, series.color.filled())),
+                )
                 .map_err(drawing_error)?;
         }
         let text = TextStyle::from((FONT, 18).into_font());

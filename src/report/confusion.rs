@@ -35,8 +35,8 @@ pub fn draw(path: &Path, confusion: &[Vec<usize>], classes: &[String], title: &s
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(drawing_error)?;
-        let title_style = TextStyle::from((FONT, 22).into_font())
-            .pos(Pos::new(HPos::Center, VPos::Top));
+        let title_style =
+            TextStyle::from((FONT, 22).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
         root.draw(&Text::new(title.to_string(), ((w / 2) as i32, 12), title_style))
             .map_err(drawing_error)?;
         let axis = TextStyle::from((FONT, 16).into_font());
@@ -54,8 +54,10 @@ pub fn draw(path: &Path, confusion: &[Vec<usize>], classes: &[String], title: &s
             let row_style = label.clone().pos(Pos::new(HPos::Right, VPos::Center));
             root.draw(&Text::new(class.clone(), (left - 6, top + centre), row_style))
                 .map_err(drawing_error)?;
-            let column_style =
-                label.clone().transform(FontTransform::Rotate270).pos(Pos::new(HPos::Left, VPos::Center));
+            let column_style = label
+                .clone()
+                .transform(FontTransform::Rotate270)
+                .pos(Pos::new(HPos::Left, VPos::Center));
             root.draw(&Text::new(class.clone(), (left + centre, top - 6), column_style))
                 .map_err(drawing_error)?;
         }
@@ -64,8 +66,11 @@ pub fn draw(path: &Path, confusion: &[Vec<usize>], classes: &[String], title: &s
             for (p, &count) in row.iter().enumerate() {
                 let fraction = count as f64 / total.max(1) as f64;
                 let (x, y) = (left + p as i32 * cell, top + t as i32 * cell);
-                root.draw(&Rectangle::new([(x, y), (x + cell - 1, y + cell - 1)], colour(fraction).filled()))
-                    .map_err(drawing_error)?;
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell - 1, y + cell - 1)],
+                    colour(fraction).filled(),
+                ))
+                .map_err(drawing_error)?;
                 if cell >= 28 && count > 0 {
                     let text_colour = if fraction.sqrt() > 0.6 { BLACK } else { WHITE };
                     let style = TextStyle::from((FONT, (cell / 3).max(10)).into_font())
@@ -94,8 +99,11 @@ where
     for i in 0..height {
         let value = 1.0 - i as f64 / (height - 1).max(1) as f64;
         let fraction = value * value; // position is sqrt(fraction)
-        root.draw(&Rectangle::new([(x, top + i), (x + width, top + i + 1)], colour(fraction.max(1e-9)).filled()))
-            .map_err(drawing_error)?;
+        root.draw(&Rectangle::new(
+            [(x, top + i), (x + width, top + i + 1)],
+            colour(fraction.max(1e-9)).filled(),
+        ))
+        .map_err(drawing_error)?;
     }
     let style = TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
     for fraction in [1.0, 0.5, 0.25, 0.1, 0.01, 0.0] {

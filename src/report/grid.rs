@@ -63,7 +63,8 @@ pub fn draw(path: &Path, title: &str, tiles: &[Tile], columns: usize) -> Result<
             let centre = (col * TILE_W + TILE_W / 2) as i32;
             let mut y = (50 + row * tile_h + THUMB + 6) as i32;
             for line in tile.caption.iter().take(CAPTION_LINES as usize) {
-                root.draw(&Text::new(fit(line), (centre, y), style.clone())).map_err(drawing_error)?;
+                root.draw(&Text::new(fit(line), (centre, y), style.clone()))
+                    .map_err(drawing_error)?;
                 y += LINE_H as i32;
             }
         }

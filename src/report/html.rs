@@ -25,14 +25,15 @@ fn percent(value: f64) -> String {
 
 fn embedded(png: &Path) -> Result<String> {
     let bytes = std::fs::read(png)?;
-    Ok(format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    ))
+    Ok(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
 }
 
 /// Renders the report page.
-pub fn render(summary: &Summary, configs: &[(String, TrainConfig)], sections: &[(String, Vec<Figure>)]) -> Result<String> {
+pub fn render(
+    summary: &Summary,
+    configs: &[(String, TrainConfig)],
+    sections: &[(String, Vec<Figure>)],
+) -> Result<String> {
     let mut html = String::new();
     let title = format!("fruitlab: pretrained vs vanilla on {}", summary.dataset.display());
     write!(

@@ -91,7 +91,10 @@ pub fn summarise(
         epoch_reached_99: reached(epochs, 0.99),
         seconds_per_epoch: epoch_seconds / n,
         train_images_per_second: epochs.iter().map(|e| e.train_images_per_second).sum::<f64>() / n,
-        total_seconds: history.decode_seconds + history.feature_seconds + history.head_warmup_seconds + epoch_seconds,
+        total_seconds: history.decode_seconds
+            + history.feature_seconds
+            + history.head_warmup_seconds
+            + epoch_seconds,
         evaluation,
     }
 }

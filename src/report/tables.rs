@@ -8,7 +8,11 @@ use crate::atomic_file;
 use crate::eval::ClassAccuracy;
 
 /// `confusion.csv`: header row of predicted classes, one row per true class.
-pub fn write_confusion_csv(path: &Path, confusion: &[Vec<usize>], classes: &[String]) -> Result<()> {
+pub fn write_confusion_csv(
+    path: &Path,
+    confusion: &[Vec<usize>],
+    classes: &[String],
+) -> Result<()> {
     let mut csv = csv::Writer::from_writer(Vec::new());
     let mut header = vec!["true \\ predicted".to_string()];
     header.extend(classes.iter().cloned());

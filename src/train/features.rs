@@ -55,7 +55,10 @@ impl FeatureKey {
 /// A description of a weights file that changes when the file does.
 pub fn file_identity(path: &std::path::Path) -> String {
     let meta = std::fs::metadata(path).ok();
-    let modified = meta.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+    let modified = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
     format!("{}|{:?}|{:?}", path.display(), meta.map(|m| m.len()), modified)
 }
 
@@ -70,12 +73,11 @@ pub fn features(
     label: &str,
 ) -> Result<Vec<f32>> {
     let path = key.map(FeatureKey::path).transpose()?;
-    if let Some(path) = path.as_ref().filter(|p| p.exists()) {
-        if let Ok(mut cached) = NamedTensors::read_safetensors(path) {
-            if let Ok(values) = cached.take("features", &[data.len(), FEATURE_DIM]) {
-                return Ok(values);
-            }
-        }
+    if let Some(path) = path.as_ref().filter(|p| p.exists())
+        && let Ok(mut cached) = NamedTensors::read_safetensors(path)
+        && let Ok(values) = cached.take("features", &[data.len(), FEATURE_DIM])
+    {
+        return Ok(values);
     }
     let progress = Progress::new(label, data.len() as u64);
     let values = map_images(data, FEATURE_BATCH, normalization, device, &progress, |images| {

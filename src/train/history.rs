@@ -65,7 +65,10 @@ impl History {
 
     /// Writes `history.json` and `history.csv` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        atomic_file::write(&dir.join("history.json"), serde_json::to_string_pretty(self)?.as_bytes())?;
+        atomic_file::write(
+            &dir.join("history.json"),
+            serde_json::to_string_pretty(self)?.as_bytes(),
+        )?;
         let mut csv = csv::Writer::from_writer(Vec::new());
         for record in &self.epochs {
             csv.serialize(record)?;

@@ -5,6 +5,7 @@ pub mod features;
 pub mod history;
 pub mod optim;
 pub mod run_dir;
+pub mod steps;
 pub mod trainer;
 
 pub use config::TrainConfig;

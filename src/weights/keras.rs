@@ -60,7 +60,8 @@ fn load_conv_bn(
     unit.conv.weight = Param::from_tensor(tensor(kernel, shape, device));
     let bias = tensors.take(&format!("{}/bias", name.conv), &[shape[0]])?;
     unit.conv.bias = Some(Param::from_tensor(tensor(bias, [shape[0]], device)));
-    let bn = unit.bn.take().context("cannot load weights into a network with folded batch norms")?;
+    let bn =
+        unit.bn.take().context("cannot load weights into a network with folded batch norms")?;
     unit.bn = Some(load_batchnorm(bn, &name.bn, tensors, device)?);
     Ok(unit)
 }

@@ -26,16 +26,12 @@ pub struct NamedTensors {
 
 impl NamedTensors {
     pub fn new(source: impl Into<String>) -> Self {
-        Self {
-            source: source.into(),
-            ..Self::default()
-        }
+        Self { source: source.into(), ..Self::default() }
     }
 
     pub fn insert(&mut self, name: impl Into<String>, shape: Vec<usize>, values: Vec<f32>) {
         debug_assert_eq!(shape.iter().product::<usize>(), values.len());
-        self.tensors
-            .insert(name.into(), NamedTensor { shape, values });
+        self.tensors.insert(name.into(), NamedTensor { shape, values });
     }
 
     /// Removes and returns a tensor, checking it has exactly the expected shape.
@@ -63,10 +59,12 @@ impl NamedTensors {
     }
 
     pub fn from_safetensors_bytes(bytes: &[u8], source: &str) -> Result<Self> {
-        let (_, header) = SafeTensors::read_metadata(bytes)
-            .map_err(|error| anyhow::anyhow!("{source} is not a valid safetensors file: {error}"))?;
-        let file = SafeTensors::deserialize(bytes)
-            .map_err(|error| anyhow::anyhow!("{source} is not a valid safetensors file: {error}"))?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|error| {
+            anyhow::anyhow!("{source} is not a valid safetensors file: {error}")
+        })?;
+        let file = SafeTensors::deserialize(bytes).map_err(|error| {
+            anyhow::anyhow!("{source} is not a valid safetensors file: {error}")
+        })?;
         let mut out = Self::new(source);
         out.metadata = header.metadata().clone().unwrap_or_default();
         for (name, view) in file.iter() {

@@ -111,7 +111,8 @@ fn hwio_to_oihw(values: &[f32], [h, w, i, o]: [usize; 4]) -> Vec<f32> {
         for x in 0..w {
             for c_in in 0..i {
                 for c_out in 0..o {
-                    out[((c_out * i + c_in) * h + y) * w + x] = values[((y * w + x) * i + c_in) * o + c_out];
+                    out[((c_out * i + c_in) * h + y) * w + x] =
+                        values[((y * w + x) * i + c_in) * o + c_out];
                 }
             }
         }

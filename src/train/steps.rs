@@ -1,0 +1,114 @@
+//! One optimizer step: fine-tuning the whole network, or training the new top alone on
+//! backbone features; and the small conversions around it.
+
+use anyhow::{Result, ensure};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::eval;
+use crate::model::resnet::FEATURE_DIM;
+use crate::model::{Classifier, Head};
+
+/// A batch of cached feature rows and their labels.
+pub fn gather_features(
+    features: &[f32],
+    labels: &[usize],
+    samples: &[(usize, u64)],
+    device: &Device,
+) -> (Tensor<2>, Vec<usize>) {
+    let mut rows = Vec::with_capacity(samples.len() * FEATURE_DIM);
+    for &(index, _) in samples {
+        rows.extend_from_slice(&features[index * FEATURE_DIM..(index + 1) * FEATURE_DIM]);
+    }
+    let tensor = Tensor::from_data(TensorData::new(rows, [samples.len(), FEATURE_DIM]), device);
+    (tensor, samples.iter().map(|&(index, _)| labels[index]).collect())
+}
+
+/// One fine-tuning step of the whole model; `lrs` are the backbone's and the head's rates.
+#[allow(clippy::too_many_arguments)]
+pub fn finetune_step(
+    model: Classifier,
+    backbone_optim: &mut ModuleOptimizer,
+    head_optim: &mut ModuleOptimizer,
+    images: Tensor<4>,
+    labels: &[usize],
+    [backbone_lr, head_lr]: [f64; 2],
+    loss: &CrossEntropyLossConfig,
+    ad: &Device,
+) -> Result<(Classifier, f64, usize)> {
+    let (loss, loss_value, correct) = loss_and_correct(model.forward(images), labels, loss, ad)?;
+    let mut grads = loss.backward();
+    let backbone_grads = GradientsParams::from_module(&mut grads, &model.backbone);
+    let head_grads = GradientsParams::from_module(&mut grads, &model.head);
+    let backbone = backbone_optim.step(backbone_lr, model.backbone, backbone_grads);
+    let head = head_optim.step(head_lr, model.head, head_grads);
+    Ok((Classifier { backbone, head }, loss_value, correct))
+}
+
+/// One optimizer step of the head alone on a batch of features.
+pub fn head_step(
+    head: Head,
+    optim: &mut ModuleOptimizer,
+    features: Tensor<2>,
+    labels: &[usize],
+    lr: f64,
+    loss: &CrossEntropyLossConfig,
+    ad: &Device,
+) -> Result<(Head, f64, usize)> {
+    let (loss, loss_value, correct) = loss_and_correct(head.forward(features), labels, loss, ad)?;
+    let grads = GradientsParams::from_grads(loss.backward(), &head);
+    Ok((optim.step(lr, head, grads), loss_value, correct))
+}
+
+/// The batch's cross-entropy (to differentiate), its value, and the number of correct
+/// predictions.
+fn loss_and_correct(
+    logits: Tensor<2>,
+    labels: &[usize],
+    loss: &CrossEntropyLossConfig,
+    ad: &Device,
+) -> Result<(Tensor<1>, f64, usize)> {
+    let correct = count_correct(&logits, labels)?;
+    let loss = loss.init(ad).forward(logits, targets(labels, ad));
+    let value = scalar(&loss)?;
+    Ok((loss, value, correct))
+}
+
+/// Logits of the head over rows of cached features, in chunks.
+pub fn head_logits(head: &Head, features: &[f32], device: &Device) -> Result<Vec<f32>> {
+    let mut logits = Vec::new();
+    for chunk in features.chunks(1024 * FEATURE_DIM) {
+        let n = chunk.len() / FEATURE_DIM;
+        let input = Tensor::from_data(TensorData::new(chunk.to_vec(), [n, FEATURE_DIM]), device);
+        logits.extend(eval::rows(head.forward(input))?);
+    }
+    Ok(logits)
+}
+
+fn targets(labels: &[usize], device: &Device) -> Tensor<1, Int> {
+    let values: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    Tensor::from_data(TensorData::new(values, [labels.len()]), device)
+}
+
+fn count_correct(logits: &Tensor<2>, labels: &[usize]) -> Result<usize> {
+    let values = eval::rows(logits.clone().detach())?;
+    let classes = values.len() / labels.len();
+    Ok(values
+        .chunks_exact(classes)
+        .zip(labels)
+        .filter(|(row, label)| eval::argmax(row) == **label)
+        .count())
+}
+
+fn scalar(loss: &Tensor<1>) -> Result<f64> {
+    let values = loss
+        .clone()
+        .detach()
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|error| anyhow::anyhow!("cannot read the loss: {error:?}"))?;
+    let value = values[0] as f64;
+    ensure!(value.is_finite(), "the loss diverged (got {value}): lower --lr");
+    Ok(value)
+}
