@@ -13,6 +13,8 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     label: String,
     total: u64,
+    /// Items already done when this bar started (a resumed epoch): not counted in the rate.
+    initial: u64,
     started: Instant,
     last_line: Mutex<Instant>,
 }
@@ -32,7 +34,25 @@ impl Progress {
             bar
         });
         let now = Instant::now();
-        Self { bar, label: label.to_string(), total, started: now, last_line: Mutex::new(now) }
+        Self {
+            bar,
+            label: label.to_string(),
+            total,
+            initial: 0,
+            started: now,
+            last_line: Mutex::new(now),
+        }
+    }
+
+    /// Starts the bar at `done` items (a resumed epoch), keeping its rate and ETA to the items
+    /// processed from now on.
+    pub fn starting_at(mut self, done: u64) -> Self {
+        self.initial = done;
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+            bar.reset_eta();
+        }
+        self
     }
 
     /// Reports `position` items done, with a short status message. Callable from any thread.
@@ -46,7 +66,7 @@ impl Progress {
         if last.elapsed() >= LINE_INTERVAL && position < self.total {
             *last = Instant::now();
             let elapsed = self.started.elapsed().as_secs_f64();
-            let rate = position as f64 / elapsed.max(1e-9);
+            let rate = position.saturating_sub(self.initial) as f64 / elapsed.max(1e-9);
             let eta = (self.total - position) as f64 / rate.max(1e-9);
             eprintln!(
                 "{}: {position}/{} ({:.0}%) {:.1}/s ETA {:.0}s {}",

@@ -275,7 +275,8 @@ impl Session<'_> {
             let progress = Progress::new(
                 &format!("epoch {}/{}", epoch + 1, config.epochs),
                 steps_per_epoch as u64,
-            );
+            )
+            .starting_at(state.step_in_epoch as u64);
             let mut batches = self.batches(&inputs, samples);
             let mut sums = state.partial_epoch.clone();
             let started = Instant::now();
