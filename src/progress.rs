@@ -65,19 +65,22 @@ impl Progress {
         let mut last = self.last_line.lock().expect("progress lock");
         if last.elapsed() >= LINE_INTERVAL && position < self.total {
             *last = Instant::now();
-            let elapsed = self.started.elapsed().as_secs_f64();
-            let rate = position.saturating_sub(self.initial) as f64 / elapsed.max(1e-9);
-            let eta = (self.total - position) as f64 / rate.max(1e-9);
-            eprintln!(
-                "{}: {position}/{} ({:.0}%) {:.1}/s ETA {:.0}s {}",
-                self.label,
-                self.total,
-                100.0 * position as f64 / self.total.max(1) as f64,
-                rate,
-                eta,
-                message()
-            );
+            let line = self.plain_line(position, self.started.elapsed().as_secs_f64());
+            eprintln!("{line} {}", message());
         }
+    }
+
+    /// `label: position/total (percent) rate ETA`, the rate counting only the items done since
+    /// this bar started.
+    fn plain_line(&self, position: u64, elapsed_seconds: f64) -> String {
+        let rate = position.saturating_sub(self.initial) as f64 / elapsed_seconds.max(1e-9);
+        let eta = self.total.saturating_sub(position) as f64 / rate.max(1e-9);
+        format!(
+            "{}: {position}/{} ({:.0}%) {rate:.1}/s ETA {eta:.0}s",
+            self.label,
+            self.total,
+            100.0 * position as f64 / self.total.max(1) as f64,
+        )
     }
 
     /// Prints a line without breaking the bar.
@@ -98,5 +101,18 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_bar_counts_only_the_items_done_since_it_started() {
+        let fresh = Progress::new("epoch 1/2", 500);
+        assert_eq!(fresh.plain_line(100, 10.0), "epoch 1/2: 100/500 (20%) 10.0/s ETA 40s");
+        let resumed = Progress::new("epoch 1/2", 500).starting_at(300);
+        assert_eq!(resumed.plain_line(400, 10.0), "epoch 1/2: 400/500 (80%) 10.0/s ETA 10s");
     }
 }
