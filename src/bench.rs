@@ -11,10 +11,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::data::{self, Augment, BatchRecipe, ImageFolder};
-use crate::eval::rows;
-use crate::model::{Classifier, HeadKind, Layout};
+use crate::inference::rows;
+use crate::model::{BatchNormMode, Classifier, HeadKind, Layout};
 use crate::preprocess::Normalization;
-use crate::train::config::BatchNormMode;
 use crate::train::steps::finetune_step;
 
 /// Classes of the benchmark head (Fruits-360's).
@@ -92,9 +91,7 @@ fn random_batch(settings: &BenchSettings, device: &Device) -> Tensor<4> {
 /// timings would not be those of real use.
 fn bench_model_weights(mut model: Classifier, device: &Device) -> Result<Classifier> {
     if crate::weights::fetch::cached_weights_path()?.exists() {
-        let mut tensors = crate::weights::read_imagenet(None)?;
-        model.backbone =
-            crate::weights::keras::load_backbone(model.backbone, &mut tensors, device)?;
+        model.backbone = crate::weights::imagenet_backbone(model.backbone, None, device)?;
     }
     Ok(model)
 }
@@ -112,10 +109,7 @@ pub fn bench_model(
         device,
     )?;
     let unfolded = model.valid();
-    let folded = Classifier {
-        backbone: unfolded.backbone.clone().fold_batchnorm(),
-        head: unfolded.head.clone(),
-    };
+    let folded = model.inference();
     let b = settings.batch_size;
     let infer = |model: &Classifier| {
         median_rate(b, settings.warmup, settings.runs, || {
@@ -133,11 +127,7 @@ pub fn bench_model(
             Classifier::new(Layout::Keras, HeadKind::Mlp, BENCH_CLASSES, &ad),
             &ad,
         )?;
-        model.backbone = match settings.batchnorm {
-            BatchNormMode::Train => model.backbone.with_batchnorm_training(true),
-            BatchNormMode::Frozen => model.backbone.with_batchnorm_training(false),
-            BatchNormMode::Fold => model.backbone.fold_batchnorm(),
-        };
+        model.backbone = model.backbone.with_batchnorm(settings.batchnorm);
         let images = random_batch(settings, &ad);
         let labels: Vec<usize> = (0..b).map(|i| i % BENCH_CLASSES).collect();
         let mut backbone_optim = burn::optim::AdamConfig::new().init();

@@ -12,8 +12,10 @@ use image::imageops::FilterType;
 use image::{Rgb, RgbImage};
 use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
 
-use crate::eval::{argmax, rows, softmax};
+use crate::eval::argmax;
+use crate::inference::{Predictor, rows, softmax};
 use crate::model::{Classifier, Head};
+use crate::preprocess;
 
 /// The heat map of the predicted class of one image.
 pub struct ActivationMap {
@@ -23,6 +25,18 @@ pub struct ActivationMap {
     pub heat: Vec<f32>,
     pub height: usize,
     pub width: usize,
+}
+
+/// The activation map of the predicted class for one square RGB image of the predictor's
+/// input size.
+pub fn image_map(predictor: &Predictor, rgb: &RgbImage) -> Result<ActivationMap> {
+    let input = preprocess::batch_tensor(
+        &[rgb.as_raw()],
+        predictor.input.size,
+        predictor.input.normalization,
+        &predictor.device,
+    );
+    activation_map(&predictor.model, input)
 }
 
 /// The activation map of `model`'s predicted class for one image (`[1, 3, s, s]`).

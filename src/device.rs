@@ -5,7 +5,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 /// The burn backends fruitlab can be built with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// Pure-Rust CPU backend (default build).
@@ -55,6 +55,26 @@ impl std::fmt::Display for DeviceSpec {
             DeviceSpec::Cpu => write!(f, "cpu"),
             DeviceSpec::Cuda(index) => write!(f, "cuda:{index}"),
         }
+    }
+}
+
+/// Where a command computes: backend, device and CPU threads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compute {
+    pub backend: Backend,
+    pub device: Option<DeviceSpec>,
+    /// CPU threads for the math and the data pipeline; `None` uses every core.
+    pub threads: Option<usize>,
+}
+
+impl Compute {
+    /// Sizes the thread pool (shared by burn-flex, our kernels and the data pipeline; the
+    /// first call in a process decides) and returns the device.
+    pub fn setup(&self) -> Result<Device> {
+        if let Some(threads) = self.threads {
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().ok();
+        }
+        select(self.backend, self.device.as_ref())
     }
 }
 

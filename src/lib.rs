@@ -4,14 +4,18 @@ pub mod atomic_file;
 pub mod bench;
 pub mod cam;
 pub mod cli;
+pub mod config;
 pub mod data;
 pub mod device;
 pub mod eval;
+pub mod inference;
+pub mod interrupt;
 pub mod memory;
 pub mod model;
 pub mod preprocess;
 pub mod progress;
 pub mod report;
+pub mod run;
 pub mod train;
 pub mod weights;
 

@@ -1,9 +1,11 @@
-fn main() {
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
     keep_freed_memory();
-    if let Err(error) = fruitlab::cli::run() {
+    fruitlab::cli::execute().unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
-        std::process::exit(1);
-    }
+        ExitCode::FAILURE
+    })
 }
 
 /// Tensors of tens of megabytes are allocated and freed at every layer. By default glibc hands

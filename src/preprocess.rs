@@ -10,7 +10,7 @@ use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
 use serde::{Deserialize, Serialize};
 
 /// How pixel values are mapped to network inputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Normalization {
     /// RGB->BGR minus the ImageNet channel means, no scaling: what the Keras weights expect.
@@ -47,8 +47,13 @@ impl Normalization {
     }
 }
 
-/// Stacks square RGB images (`size*size*3` bytes each) into a normalised `[n, 3, size, size]`
-/// tensor on `device`.
+/// The network input tensor of `n` normalised square images of `size` pixels, as
+/// [`Normalization::write_planar`] lays them out.
+pub fn input_tensor(values: Vec<f32>, n: usize, size: usize, device: &Device) -> Tensor<4> {
+    Tensor::from_data(TensorData::new(values, [n, 3, size, size]), device)
+}
+
+/// Stacks square RGB images (`size*size*3` bytes each) into a normalised network input.
 pub fn batch_tensor(
     images: &[&[u8]],
     size: usize,
@@ -60,7 +65,55 @@ pub fn batch_tensor(
     for (rgb, out) in images.iter().zip(values.chunks_exact_mut(per_image)) {
         normalization.write_planar(rgb, out);
     }
-    Tensor::from_data(TensorData::new(values, [images.len(), 3, size, size]), device)
+    input_tensor(values, images.len(), size, device)
+}
+
+/// How an image file becomes a network input: the centred square (a `crop` fraction of the
+/// shorter side), resized to `size` pixels, normalised.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InputSpec {
+    pub size: usize,
+    /// Fraction of the shorter side kept: 1 for trained runs (the whole fruit), 224/256 for
+    /// the ImageNet model (its evaluation crop: shorter side to 256, centre 224).
+    pub crop: f32,
+    pub normalization: Normalization,
+}
+
+impl InputSpec {
+    /// The ImageNet evaluation preprocessing of the Keras ResNet-50 weights.
+    pub const IMAGENET: Self =
+        Self { size: 224, crop: 224.0 / 256.0, normalization: Normalization::Caffe };
+
+    /// The spec of a model trained at `size` pixels with `normalization`.
+    pub fn trained(size: usize, normalization: Normalization) -> Self {
+        Self { size, crop: 1.0, normalization }
+    }
+
+    /// Decodes `path` into the square RGB image the network sees.
+    pub fn load(&self, path: &Path) -> Result<RgbImage> {
+        Ok(self.square(decode(path)?))
+    }
+
+    /// The square RGB image the network sees of an already decoded image.
+    pub fn square(&self, image: RgbImage) -> RgbImage {
+        if self.crop >= 1.0 {
+            return resize_square(image, self.size as u32);
+        }
+        // Resize the shorter side to `size / crop` pixels and cut out the centre, exactly as
+        // the reference pipeline does (PIL's bilinear resize, then a centre crop). Very
+        // elongated images are first cut to 2:1, which bounds the intermediate image and
+        // leaves the centre unchanged.
+        let (w, h) = image.dimensions();
+        let short = w.min(h);
+        let (cw, ch) = (w.min(2 * short), h.min(2 * short));
+        let image = image::imageops::crop_imm(&image, (w - cw) / 2, (h - ch) / 2, cw, ch);
+        let outer = self.size as f32 / self.crop;
+        let scale = outer / short as f32;
+        let (rw, rh) = ((cw as f32 * scale).round() as u32, (ch as f32 * scale).round() as u32);
+        let resized = image::imageops::resize(&*image, rw, rh, FilterType::Triangle);
+        let size = self.size as u32;
+        image::imageops::crop_imm(&resized, (rw - size) / 2, (rh - size) / 2, size, size).to_image()
+    }
 }
 
 /// Decodes an image file of any supported format and colour type into 8-bit RGB.
@@ -131,7 +184,7 @@ pub fn resize_square(image: RgbImage, size: u32) -> RgbImage {
     image::imageops::resize(&square, size, size, FilterType::Triangle)
 }
 
-/// Decode + resize: the pixels every command feeds the network.
+/// Decode + resize: the pixels training and evaluation feed the network.
 pub fn load_square(path: &Path, size: u32) -> Result<RgbImage> {
     Ok(resize_square(decode(path)?, size))
 }

@@ -1,13 +1,14 @@
 //! `fruitlab bench`.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
 
 use super::ComputeArgs;
 use crate::bench::{self, BenchSettings};
-use crate::train::config::BatchNormMode;
+use crate::model::BatchNormMode;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -40,8 +41,8 @@ pub struct BenchArgs {
     compute: ComputeArgs,
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
-    let device = args.compute.device()?;
+pub fn execute(args: BenchArgs) -> Result<ExitCode> {
+    let device = args.compute.compute().setup()?;
     let settings = BenchSettings {
         batch_size: args.batch_size,
         image_size: args.image_size,
@@ -58,7 +59,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if args.json {
         println!("{}", serde_json::to_string(&result)?);
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     println!(
         "ResNet-50, {} backend, {} threads, batch {}, {}x{} px (median of {} runs)",
@@ -81,5 +82,5 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("    augment + normalise   {:8.0} img/s", data.augment_img_per_s);
         println!("    decode + augment      {:8.0} img/s", data.decode_augment_img_per_s);
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

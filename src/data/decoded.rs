@@ -89,6 +89,23 @@ pub fn decode_all(
     (DecodedImages { size, pixels, labels }, bad)
 }
 
+/// Labelled images decoded for a run: the decoded images, the files they came from, and the
+/// unreadable ones left out (see [`ensure_none_bad`] for the policy).
+pub struct Decoded {
+    pub images: DecodedImages,
+    pub files: Vec<LabeledImage>,
+    pub bad: Vec<BadImage>,
+}
+
+/// Decodes `files` at `size` pixels, with a progress bar labelled `label`.
+pub fn decode_labeled(files: &[LabeledImage], size: usize, label: &str) -> Decoded {
+    let progress = crate::progress::Progress::new(label, files.len() as u64);
+    let (images, bad) = decode_all(files, size, &|done| progress.update(done as u64, String::new));
+    progress.finish();
+    let files = files.iter().filter(|f| !bad.iter().any(|b| b.path == f.path)).cloned().collect();
+    Decoded { images, files, bad }
+}
+
 /// The policy for unreadable images: an error listing them, unless `skip_bad`.
 pub fn ensure_none_bad(bad: &[BadImage], skip_bad: bool) -> Result<()> {
     if !bad.is_empty() && !skip_bad {

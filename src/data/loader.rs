@@ -76,6 +76,16 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
+
+    /// The images as a network input tensor on `device`.
+    pub fn into_tensor(
+        self,
+        size: usize,
+        device: &burn::tensor::Device,
+    ) -> burn::tensor::Tensor<4> {
+        let n = self.len();
+        crate::preprocess::input_tensor(self.images, n, size, device)
+    }
 }
 
 /// How the batches are made.

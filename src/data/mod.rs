@@ -8,5 +8,5 @@ pub mod loader;
 
 pub use augment::Augment;
 pub use dataset::{DataSplits, ImageFolder, LabeledImage, Validation, load_splits};
-pub use decoded::{BadImage, DecodedImages, decode_all};
+pub use decoded::{BadImage, Decoded, DecodedImages, decode_all, decode_labeled};
 pub use loader::{Batch, BatchRecipe, Batches, SampleStream};

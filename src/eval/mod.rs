@@ -1,47 +1,10 @@
-//! Evaluation: running a network over decoded images, and the metrics of its predictions.
+//! Evaluation: the metrics of a model's predictions, and evaluating a trained run.
 
 pub mod run;
 
-use std::sync::Arc;
-
-use anyhow::Result;
-use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Batches, DecodedImages};
-use crate::preprocess::Normalization;
-use crate::progress::Progress;
-
-/// Reads a 2-D tensor back as row-major values.
-pub fn rows(tensor: Tensor<2>) -> Result<Vec<f32>> {
-    tensor
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|error| anyhow::anyhow!("cannot read tensor values: {error:?}"))
-}
-
-/// Runs `forward` over all images in order, `batch_size` at a time, and concatenates the
-/// output rows (logits or features).
-pub fn map_images(
-    data: &Arc<DecodedImages>,
-    batch_size: usize,
-    normalization: Normalization,
-    device: &Device,
-    progress: &Progress,
-    forward: impl Fn(Tensor<4>) -> Tensor<2>,
-) -> Result<Vec<f32>> {
-    let size = data.size;
-    let mut out = Vec::new();
-    let mut done = 0;
-    for batch in Batches::in_order(data.clone(), batch_size, normalization) {
-        let n = batch.len();
-        let input = Tensor::from_data(TensorData::new(batch.images, [n, 3, size, size]), device);
-        out.extend(rows(forward(input))?);
-        done += n;
-        progress.update(done as u64, String::new);
-    }
-    Ok(out)
-}
+use crate::inference::softmax;
 
 /// Loss and accuracy of a set of predictions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -51,14 +14,6 @@ pub struct Metrics {
     pub loss: f64,
     pub accuracy: f64,
     pub top5_accuracy: f64,
-}
-
-/// Softmax of one row of logits.
-pub fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
 }
 
 /// The predicted class of a row (highest score).

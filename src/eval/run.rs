@@ -6,15 +6,14 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 use burn::tensor::Device;
 
-use super::{Evaluation, evaluate, map_images};
+use super::{Evaluation, evaluate};
 use crate::data::{self, ImageFolder, LabeledImage};
+use crate::inference::{Predictor, map_images};
 use crate::progress::Progress;
-use crate::train::RunDir;
+use crate::run::RunDir;
 
-/// Images per forward pass.
-const EVAL_BATCH: usize = 32;
-
-/// The images to evaluate on, labelled with the run's class indices.
+/// The images to evaluate on, labelled with the run's class indices: `data` (a folder of class
+/// folders, or a dataset root with `Test/`), or the run's own validation images.
 pub fn evaluation_images(
     run: &RunDir,
     data: Option<&Path>,
@@ -50,34 +49,38 @@ pub fn evaluation_images(
         .collect())
 }
 
-/// Evaluates the run's best (or last) model on `data` (see [`evaluation_images`]). Returns the
-/// evaluation, the evaluated files (unreadable ones left out when `skip_bad`) and the classes.
+/// What [`evaluate_run`] found: the evaluation, the evaluated files (unreadable ones left out
+/// when skipping them) and the classes.
+pub struct RunEvaluation {
+    pub evaluation: Evaluation,
+    pub files: Vec<LabeledImage>,
+    pub classes: Vec<String>,
+}
+
+/// Evaluates the run's best (or last) model on `data` (see [`evaluation_images`]).
 pub fn evaluate_run(
     run: &RunDir,
     data: Option<&Path>,
     last: bool,
     skip_bad: bool,
     device: &Device,
-) -> Result<(Evaluation, Vec<LabeledImage>, Vec<String>)> {
-    let trained = run.load_model(last, device)?;
-    let files = evaluation_images(run, data, &trained.classes)?;
-    let progress = Progress::new("decode", files.len() as u64);
-    let (decoded, bad) = data::decode_all(&files, trained.config.image_size, &|n| {
-        progress.update(n as u64, String::new)
-    });
-    progress.finish();
-    data::decoded::ensure_none_bad(&bad, skip_bad)?;
-    for image in &bad {
+) -> Result<RunEvaluation> {
+    let predictor = Predictor::from_run(run, last, device)?;
+    let files = evaluation_images(run, data, &predictor.classes)?;
+    let decoded = data::decode_labeled(&files, predictor.input.size, "decode");
+    data::decoded::ensure_none_bad(&decoded.bad, skip_bad)?;
+    for image in &decoded.bad {
         eprintln!("skipped unreadable image: {}", image.error);
     }
-    let kept: Vec<LabeledImage> =
-        files.into_iter().filter(|f| !bad.iter().any(|b| b.path == f.path)).collect();
-    let decoded = Arc::new(decoded);
-    let progress = Progress::new("evaluate", decoded.len() as u64);
-    let logits =
-        map_images(&decoded, EVAL_BATCH, trained.config.normalization, device, &progress, |x| {
-            trained.model.forward(x)
-        })?;
+    let images = Arc::new(decoded.images);
+    let progress = Progress::new("evaluate", images.len() as u64);
+    let logits = map_images(&images, predictor.input.normalization, device, &progress, |x| {
+        predictor.model.forward(x)
+    })?;
     progress.finish();
-    Ok((evaluate(&logits, &decoded.labels, &trained.classes), kept, trained.classes))
+    Ok(RunEvaluation {
+        evaluation: evaluate(&logits, &images.labels, &predictor.classes),
+        files: decoded.files,
+        classes: predictor.classes,
+    })
 }

@@ -1,4 +1,5 @@
-//! The transfer-learning model: a ResNet-50 backbone and a new top for our classes.
+//! The transfer-learning model: a ResNet-50 backbone and a new top for our classes (the
+//! original ImageNet network is the same with a linear 1000-way top).
 
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
@@ -12,7 +13,7 @@ use super::resnet::{FEATURE_DIM, Layout, ResNet50};
 pub const HIDDEN_UNITS: usize = 512;
 
 /// The shape of the new top on the pooled 2048-d features.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HeadKind {
     /// The notebook's top: Dense(512, ReLU) -> Dense(classes).
@@ -80,17 +81,9 @@ impl Classifier {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         self.head.forward(self.backbone.features(images))
     }
-}
 
-/// The original ImageNet network: backbone plus the 1000-way `fc1000` layer.
-#[derive(Module, Debug)]
-pub struct ImageNetResNet50 {
-    pub backbone: ResNet50,
-    pub fc: Linear,
-}
-
-impl ImageNetResNet50 {
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.fc.forward(self.backbone.features(images))
+    /// The inference network: no autodiff, batch norms folded into the convolutions.
+    pub fn inference(&self) -> Self {
+        Self { backbone: self.backbone.inference(), head: self.head.valid() }
     }
 }

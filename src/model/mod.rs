@@ -3,5 +3,5 @@
 pub mod classifier;
 pub mod resnet;
 
-pub use classifier::{Classifier, Head, HeadKind, ImageNetResNet50};
-pub use resnet::{Layout, ResNet50};
+pub use classifier::{Classifier, Head, HeadKind};
+pub use resnet::{BatchNormMode, Layout, ResNet50};

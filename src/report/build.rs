@@ -13,11 +13,12 @@ use super::html::{self, Figure};
 use super::summary::{self, Summary};
 use super::{confusion, tables};
 use crate::cam;
+use crate::config::TrainConfig;
 use crate::data::{ImageFolder, LabeledImage, dataset::training_folder};
-use crate::eval::{Evaluation, run::evaluate_run, run::evaluation_images};
-use crate::preprocess;
-use crate::train::run_dir::{read_json, write_json};
-use crate::train::{History, RunDir, TrainConfig};
+use crate::eval::Evaluation;
+use crate::eval::run::{RunEvaluation, evaluate_run, evaluation_images};
+use crate::inference::Predictor;
+use crate::run::{EpochRecord, History, RunDir, read_json, write_json};
 
 /// Colours of the runs' curves, in order.
 const COLOURS: [RGBColor; 4] =
@@ -60,10 +61,7 @@ struct LoadedRun {
 }
 
 /// The run's validation evaluation, from `RUN/evaluation` or computed (and saved) now.
-fn load_or_evaluate(
-    run: &RunDir,
-    device: &Device,
-) -> Result<(Evaluation, Vec<LabeledImage>, Vec<String>)> {
+fn load_or_evaluate(run: &RunDir, device: &Device) -> Result<RunEvaluation> {
     let dir = run.file("evaluation");
     let saved = dir.join("evaluation.json");
     let classes = run.read_classes()?;
@@ -71,12 +69,12 @@ fn load_or_evaluate(
         let evaluation: Evaluation = read_json(&saved)?;
         let files = evaluation_images(run, None, &classes)?;
         if evaluation.metrics.images == files.len() {
-            return Ok((evaluation, files, classes));
+            return Ok(RunEvaluation { evaluation, files, classes });
         }
     }
-    let (evaluation, files, classes) = evaluate_run(run, None, false, true, device)?;
-    write_evaluation(&dir, &evaluation, &classes, &files)?;
-    Ok((evaluation, files, classes))
+    let evaluated = evaluate_run(run, None, false, true, device)?;
+    write_evaluation(&dir, &evaluated.evaluation, &evaluated.classes, &evaluated.files)?;
+    Ok(evaluated)
 }
 
 fn slug(label: &str) -> String {
@@ -103,7 +101,7 @@ pub fn build(runs: &[PathBuf], out: &Path, device: &Device) -> Result<Summary> {
     for (path, config) in runs.iter().zip(configs) {
         let run = RunDir::open(path)?;
         let history = run.read_history()?;
-        let (evaluation, files, classes) = load_or_evaluate(&run, device)?;
+        let RunEvaluation { evaluation, files, classes } = load_or_evaluate(&run, device)?;
         let label = summary::label(&config, modes_differ);
         loaded.push(LoadedRun { run, config, history, evaluation, files, classes, label });
     }
@@ -201,7 +199,7 @@ pub fn build(runs: &[PathBuf], out: &Path, device: &Device) -> Result<Summary> {
 }
 
 fn curves(runs: &[LoadedRun], out: &Path, dataset: &str, images_seen: u64) -> Result<()> {
-    type Pick = fn(&crate::train::EpochRecord) -> (f64, f64);
+    type Pick = fn(&EpochRecord) -> (f64, f64);
     let charts: [(&str, &str, Pick); 2] = [
         ("accuracy", "accuracy (%)", |e| (100.0 * e.val_accuracy, 100.0 * e.train_accuracy)),
         ("loss", "cross-entropy loss", |e| (e.val_loss, e.train_loss)),
@@ -240,27 +238,21 @@ fn curves(runs: &[LoadedRun], out: &Path, dataset: &str, images_seen: u64) -> Re
 
 /// Activation maps of validation images spread over the classes.
 fn activation_maps(run: &LoadedRun, path: &Path, device: &Device) -> Result<()> {
-    let trained = run.run.load_model(false, device)?;
+    let predictor = Predictor::from_run(&run.run, false, device)?;
     let step = (run.files.len() / CAM_IMAGES).max(1);
     let mut tiles = Vec::new();
     for file in run.files.iter().step_by(step).take(CAM_IMAGES) {
-        let rgb = preprocess::load_square(&file.path, trained.config.image_size as u32)?;
-        let input = preprocess::batch_tensor(
-            &[rgb.as_raw()],
-            trained.config.image_size,
-            trained.config.normalization,
-            device,
-        );
-        let map = cam::activation_map(&trained.model, input)?;
+        let rgb = predictor.input.load(&file.path)?;
+        let map = cam::image_map(&predictor, &rgb)?;
         tiles.push(Tile {
             image: rgb.clone(),
-            caption: vec![format!("true: {}", trained.classes[file.label])],
+            caption: vec![format!("true: {}", predictor.classes[file.label])],
         });
         tiles.push(Tile {
             image: cam::overlay(&rgb, &map, 1),
             caption: vec![format!(
                 "pred: {} {:.0}%",
-                trained.classes[map.class],
+                predictor.classes[map.class],
                 100.0 * map.probability
             )],
         });

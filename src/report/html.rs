@@ -7,7 +7,7 @@ use anyhow::Result;
 use base64::Engine;
 
 use super::summary::Summary;
-use crate::train::TrainConfig;
+use crate::config::TrainConfig;
 
 /// A figure of the report: a PNG file and its caption.
 pub struct Figure {

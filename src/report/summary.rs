@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{Init, Mode, TrainConfig};
 use crate::eval::Metrics;
-use crate::train::config::{Init, Mode, TrainConfig};
-use crate::train::{EpochRecord, History};
+use crate::run::{EpochRecord, History};
 
 /// One trained model, as the report shows it.
 #[derive(Clone, Debug, Serialize, Deserialize)]

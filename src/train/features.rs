@@ -11,15 +11,12 @@ use burn::tensor::Device;
 use sha2::{Digest, Sha256};
 
 use crate::data::{DecodedImages, LabeledImage};
-use crate::eval::map_images;
+use crate::inference::map_images;
 use crate::model::ResNet50;
 use crate::model::resnet::FEATURE_DIM;
 use crate::preprocess::Normalization;
 use crate::progress::Progress;
 use crate::weights::{NamedTensors, fetch};
-
-/// Images per forward pass when extracting features.
-pub const FEATURE_BATCH: usize = 32;
 
 /// Identifies a feature set: the backbone weights, the preprocessing and the exact files.
 pub struct FeatureKey {
@@ -80,9 +77,8 @@ pub fn features(
         return Ok(values);
     }
     let progress = Progress::new(label, data.len() as u64);
-    let values = map_images(data, FEATURE_BATCH, normalization, device, &progress, |images| {
-        backbone.features(images)
-    })?;
+    let values =
+        map_images(data, normalization, device, &progress, |images| backbone.features(images))?;
     progress.finish();
     if let Some(path) = path {
         std::fs::create_dir_all(path.parent().expect("cache file has a folder"))?;

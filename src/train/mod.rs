@@ -1,13 +1,144 @@
-//! Training: configuration, the training loop, features, optimizers, history and run folders.
+//! Training: the data of a run, the model it trains, the epoch loop with its steps and
+//! optimizers, the feature cache, checkpoints and resumption.
 
-pub mod config;
+pub mod batches;
+pub mod checkpoint;
 pub mod features;
-pub mod history;
+pub mod model;
 pub mod optim;
-pub mod run_dir;
+pub mod prepare;
+pub mod record;
 pub mod steps;
 pub mod trainer;
 
-pub use config::TrainConfig;
-pub use history::{EpochRecord, History};
-pub use run_dir::RunDir;
+use std::path::Path;
+
+use anyhow::{Result, ensure};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::Device;
+
+use crate::config::{Mode, TrainConfig};
+use crate::interrupt::Interrupt;
+use crate::run::{Environment, History, ResumeState, RunDir, RunRecord};
+use checkpoint::Optimizers;
+use trainer::Trainer;
+
+/// How a training run ended.
+pub struct Outcome {
+    pub history: History,
+    /// Stopped early by Ctrl-C; the resume checkpoint is saved.
+    pub interrupted: bool,
+}
+
+/// Trains `config` into a new run folder `out`, or (`config` = `None`) continues the run in
+/// `out`, on `device`.
+pub fn start_or_resume(
+    config: Option<TrainConfig>,
+    out: &Path,
+    interrupt: &Interrupt,
+    device: &Device,
+) -> Result<Outcome> {
+    let (run, config, state) = match config {
+        Some(config) => {
+            let run = RunDir::create(out)?;
+            let record = RunRecord {
+                config: config.clone(),
+                environment: Environment::capture(config.backend.name()),
+                dataset: None,
+            };
+            run.write_record(&record)?;
+            (run, config, None)
+        }
+        None => {
+            let run = RunDir::open(out)?;
+            let config = run.read_record()?.config;
+            let state =
+                run.resume_file("state.json").exists().then(|| run.read_resume()).transpose()?;
+            if let Some(state) = state.as_ref().filter(|s| s.finished) {
+                eprintln!("{} has already finished all its epochs", out.display());
+                return Ok(Outcome { history: state.history.clone(), interrupted: false });
+            }
+            (run, config, state)
+        }
+    };
+    if config.mode == Mode::Frozen && config.feature_cache && !config.augment.is_identity() {
+        eprintln!(
+            "note: frozen mode caches backbone features of the plain images, so --augment is not applied; pass --no-feature-cache to augment (the backbone then runs every epoch)"
+        );
+    }
+    train(&config, &run, state, interrupt, device)
+}
+
+/// Trains (or continues) the run in `run` until its epochs are done or Ctrl-C.
+fn train(
+    config: &TrainConfig,
+    run: &RunDir,
+    resume: Option<ResumeState>,
+    interrupt: &Interrupt,
+    device: &Device,
+) -> Result<Outcome> {
+    let ad = device.clone().autodiff();
+    // Model initialisation draws from the device's generator: seed it for reproducible runs.
+    device.seed(config.seed);
+
+    let data = prepare::prepare_data(config)?;
+    if resume.is_some() {
+        ensure!(
+            run.read_classes()? == data.classes,
+            "the classes of {} changed since this run started",
+            config.data.display()
+        );
+    } else {
+        run.write_classes(&data.classes)?;
+    }
+    record_dataset(run, &data)?;
+
+    let mut model = model::build_model(config, data.classes.len(), &ad)?;
+    let mut optimizers = Optimizers::new(config);
+    let mut state = match resume {
+        Some(state) => {
+            model = crate::weights::checkpoint::load(model, &run.resume_file(&state.model_file))?;
+            optimizers = optimizers.restore(run, &state)?;
+            run.log(&format!(
+                "resumed at epoch {} step {}",
+                state.epochs_done + 1,
+                state.step_in_epoch
+            ))?;
+            state
+        }
+        None => ResumeState::fresh(History {
+            decode_seconds: data.decode_seconds,
+            ..History::default()
+        }),
+    };
+    let mut trainer = Trainer {
+        config,
+        run,
+        device: device.clone(),
+        ad,
+        data,
+        model,
+        optimizers,
+        interrupt,
+        loss: CrossEntropyLossConfig::new(),
+    };
+    trainer.train(&mut state)
+}
+
+/// Writes what the run sees of its dataset into `config.json` and the log.
+fn record_dataset(run: &RunDir, data: &prepare::PreparedData) -> Result<()> {
+    let mut record = run.read_record()?;
+    record.dataset = Some(data.summary.clone());
+    run.write_record(&record)?;
+    for bad in &data.summary.skipped_images {
+        run.log(&format!("skipped unreadable image: {}", bad.error))?;
+    }
+    if let Some(first) = data.summary.ignored_files.first() {
+        run.log(&format!(
+            "ignored {} non-image file(s) in class folders, e.g. {}",
+            data.summary.ignored_files.len(),
+            first.display()
+        ))?;
+    }
+    Ok(())
+}

@@ -4,7 +4,7 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
 
-use super::config::{OptimizerKind, Schedule, TrainConfig};
+use crate::config::{OptimizerKind, Schedule, TrainConfig};
 
 /// Adam's epsilon, as Keras sets it.
 const ADAM_EPSILON: f32 = 1e-7;

@@ -7,6 +7,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::eval;
+use crate::inference::rows;
 use crate::model::resnet::FEATURE_DIM;
 use crate::model::{Classifier, Head};
 
@@ -81,7 +82,7 @@ pub fn head_logits(head: &Head, features: &[f32], device: &Device) -> Result<Vec
     for chunk in features.chunks(1024 * FEATURE_DIM) {
         let n = chunk.len() / FEATURE_DIM;
         let input = Tensor::from_data(TensorData::new(chunk.to_vec(), [n, FEATURE_DIM]), device);
-        logits.extend(eval::rows(head.forward(input))?);
+        logits.extend(rows(head.forward(input))?);
     }
     Ok(logits)
 }
@@ -92,7 +93,7 @@ fn targets(labels: &[usize], device: &Device) -> Tensor<1, Int> {
 }
 
 fn count_correct(logits: &Tensor<2>, labels: &[usize]) -> Result<usize> {
-    let values = eval::rows(logits.clone().detach())?;
+    let values = rows(logits.clone().detach())?;
     let classes = values.len() / labels.len();
     Ok(values
         .chunks_exact(classes)

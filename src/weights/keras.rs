@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::NamedTensors;
 use crate::model::resnet::{ConvBn, Layout, ResNet50, UnitName};
-use crate::model::{ImageNetResNet50, classifier::keras_dense};
+use crate::model::{Classifier, Head, classifier::keras_dense};
 
 /// Number of ImageNet classes of the `fc1000` layer.
 pub const IMAGENET_CLASSES: usize = 1000;
@@ -27,13 +27,14 @@ pub fn load_backbone(
     backbone.try_map_units(|name, unit| load_conv_bn(unit, name, tensors, device))
 }
 
-/// The full ImageNet network: backbone plus `fc1000`. Fails if any tensor is left over.
-pub fn load_imagenet(mut tensors: NamedTensors, device: &Device) -> Result<ImageNetResNet50> {
+/// The full ImageNet network: the backbone with its linear `fc1000` top. Fails if any tensor
+/// is left over.
+pub fn load_imagenet(mut tensors: NamedTensors, device: &Device) -> Result<Classifier> {
     let backbone = load_backbone(ResNet50::new(Layout::Keras, device), &mut tensors, device)?;
     let fc = keras_dense(crate::model::resnet::FEATURE_DIM, IMAGENET_CLASSES, device);
     let fc = load_dense(fc, "fc1000", &mut tensors, device)?;
     ensure_consumed(&tensors)?;
-    Ok(ImageNetResNet50 { backbone, fc })
+    Ok(Classifier { backbone, head: Head { hidden: None, output: fc } })
 }
 
 /// Errors when tensors remain that no layer asked for (a file for another network).

@@ -10,8 +10,29 @@ pub mod tfjs;
 use std::path::Path;
 
 use anyhow::{Result, bail};
+use burn::tensor::Device;
 
 pub use tensors::{NamedTensor, NamedTensors};
+
+use crate::model::{Classifier, ResNet50};
+
+/// `backbone` with the ImageNet weights (see [`read_imagenet`] for `path`).
+pub fn imagenet_backbone(
+    backbone: ResNet50,
+    path: Option<&Path>,
+    device: &Device,
+) -> Result<ResNet50> {
+    let mut tensors = read_imagenet(path)?;
+    keras::load_backbone(backbone, &mut tensors, device)
+}
+
+/// The whole ImageNet classifier and its 1000 class names (see [`read_imagenet`] for `path`).
+pub fn imagenet_model(path: Option<&Path>, device: &Device) -> Result<(Classifier, Vec<String>)> {
+    let tensors = read_imagenet(path)?;
+    let classes = fetch::imagenet_classes(&tensors)
+        .unwrap_or_else(|| (0..keras::IMAGENET_CLASSES).map(|i| format!("class {i}")).collect());
+    Ok((keras::load_imagenet(tensors, device)?, classes))
+}
 
 /// Reads the ImageNet ResNet-50 weights: from `path` (a TF.js `model.json` or a converted
 /// `.safetensors`) when given, else from the cache that `fruitlab weights fetch` fills.

@@ -1,16 +1,21 @@
-//! Everything that defines a training run, saved as the run's `config.json`.
+//! Everything that defines a training run, saved as the run's `config.json`, and the named
+//! recipes that fill it in (see [`recipe`]).
+
+pub mod recipe;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::data::Augment;
-use crate::device::{Backend, DeviceSpec};
-use crate::model::{HeadKind, Layout};
+use crate::device::{Backend, Compute, DeviceSpec};
+use crate::model::{BatchNormMode, HeadKind, Layout};
 use crate::preprocess::Normalization;
 
+pub use recipe::{Overrides, Recipe, resolve};
+
 /// Where the backbone's weights start from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Init {
     /// ImageNet weights ("pretrained").
@@ -20,7 +25,7 @@ pub enum Init {
 }
 
 /// Which layers train.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Every layer trains (the notebook's scenario 1).
@@ -29,7 +34,7 @@ pub enum Mode {
     Frozen,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// SGD with (heavy-ball, undampened: Keras/PyTorch) momentum.
@@ -40,41 +45,14 @@ pub enum OptimizerKind {
     Adamw,
 }
 
-/// How batch normalisation behaves while the backbone trains.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum BatchNormMode {
-    /// Normalise with batch statistics and update the running ones (needed from scratch).
-    Train,
-    /// Keep the pretrained running statistics (gamma and beta still train): stable with small
-    /// batches and the usual choice when fine-tuning a pretrained network.
-    Frozen,
-    /// Frozen statistics folded, with gamma and beta, into the convolutions before training:
-    /// the same function at the start and ~10% faster steps, but the optimizer then moves the
-    /// folded weights directly, which learns more slowly from pretrained weights (see
-    /// BENCHMARKS.md).
-    Fold,
-}
-
 /// Learning-rate schedule over the run's optimizer steps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Schedule {
     /// The same rate throughout (the notebook).
     Constant,
     /// Linear warm-up, then cosine decay to zero.
     Cosine,
-}
-
-/// Named starting points for the training flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Recipe {
-    /// Our measured defaults for the mode (see README).
-    Default,
-    /// The notebook exactly: SGD lr 1e-4 momentum 0.9, batch 16, shear/zoom/flip, rescale
-    /// normalisation, BatchNorm in training mode, 2 epochs of 495 steps.
-    Notebook,
 }
 
 /// The complete, resolved configuration of a training run.
@@ -132,14 +110,28 @@ fn one() -> usize {
 }
 
 impl TrainConfig {
+    /// Where the run computes.
+    pub fn compute(&self) -> Compute {
+        Compute { backend: self.backend, device: self.device.clone(), threads: self.threads }
+    }
+
     /// Whether the backbone's weights change during the run.
     pub fn trains_backbone(&self) -> bool {
         self.mode == Mode::Finetune
     }
 
+    /// How the backbone's batch norms behave while this run trains.
+    pub fn training_batchnorm(&self) -> BatchNormMode {
+        match self.mode {
+            Mode::Finetune => self.batchnorm,
+            // A frozen backbone is an inference network.
+            Mode::Frozen => BatchNormMode::Frozen,
+        }
+    }
+
     /// Whether the trained network has its batch norms folded into the convolutions.
     pub fn folds_batchnorm(&self) -> bool {
-        self.mode == Mode::Finetune && self.batchnorm == BatchNormMode::Fold
+        self.training_batchnorm() == BatchNormMode::Fold
     }
 
     /// Images seen per epoch, given the training-set size.

@@ -1,0 +1,175 @@
+//! Inference: one way to load a model for prediction (a trained run or the ImageNet network),
+//! run it over images, and turn its outputs into ranked classes. `predict`, `evaluate`,
+//! training's validation, the report, the server and the exporter all go through here.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Result;
+use burn::tensor::{Device, Tensor};
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::data::{Batches, DecodedImages};
+use crate::model::Classifier;
+use crate::preprocess::{self, InputSpec, Normalization};
+use crate::progress::Progress;
+use crate::run::RunDir;
+
+/// Images per forward pass: inference throughput on the CPU peaks around 32 (BENCHMARKS.md).
+pub const BATCH: usize = 32;
+
+/// Reads a 2-D tensor back as row-major values.
+pub fn rows(tensor: Tensor<2>) -> Result<Vec<f32>> {
+    tensor
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|error| anyhow::anyhow!("cannot read tensor values: {error:?}"))
+}
+
+/// Runs `forward` over all decoded images in order, [`BATCH`] at a time, and concatenates the
+/// output rows (logits or features).
+pub fn map_images(
+    data: &Arc<DecodedImages>,
+    normalization: Normalization,
+    device: &Device,
+    progress: &Progress,
+    forward: impl Fn(Tensor<4>) -> Tensor<2>,
+) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    let mut done = 0;
+    for batch in Batches::in_order(data.clone(), BATCH, normalization) {
+        let n = batch.len();
+        out.extend(rows(forward(batch.into_tensor(data.size, device)))?);
+        done += n;
+        progress.update(done as u64, String::new);
+    }
+    Ok(out)
+}
+
+/// A classifier ready to predict: the inference network, its classes and its input.
+pub struct Predictor {
+    pub model: Classifier,
+    pub classes: Vec<String>,
+    pub input: InputSpec,
+    pub device: Device,
+}
+
+/// One class of a prediction.
+#[derive(Clone, Debug, Serialize)]
+pub struct Guess {
+    pub index: usize,
+    pub class: String,
+    pub probability: f32,
+}
+
+/// The ranked classes of one image.
+#[derive(Clone, Debug, Serialize)]
+pub struct Prediction {
+    pub image: PathBuf,
+    pub top: Vec<Guess>,
+}
+
+impl Predictor {
+    /// The best (or, with `last`, latest) model of a trained run.
+    pub fn from_run(run: &RunDir, last: bool, device: &Device) -> Result<Self> {
+        let trained = run.load_model(last, device)?;
+        Ok(Self {
+            model: trained.model,
+            classes: trained.classes,
+            input: InputSpec::trained(trained.config.image_size, trained.config.normalization),
+            device: device.clone(),
+        })
+    }
+
+    /// The ImageNet ResNet-50 (the cached weights, or the file at `weights`).
+    pub fn imagenet(weights: Option<&Path>, device: &Device) -> Result<Self> {
+        let (model, classes) = crate::weights::imagenet_model(weights, device)?;
+        Ok(Self {
+            model: model.inference(),
+            classes,
+            input: InputSpec::IMAGENET,
+            device: device.clone(),
+        })
+    }
+
+    /// Class probabilities of square RGB images of the input size, one row per image.
+    pub fn probabilities(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+        let raw: Vec<&[u8]> = images.iter().map(|image| image.as_raw().as_slice()).collect();
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in raw.chunks(BATCH) {
+            let batch = preprocess::batch_tensor(
+                chunk,
+                self.input.size,
+                self.input.normalization,
+                &self.device,
+            );
+            let logits = rows(self.model.forward(batch))?;
+            out.extend(logits.chunks_exact(self.classes.len()).map(softmax));
+        }
+        Ok(out)
+    }
+
+    /// The `top_k` classes of each image file, in order; a file that cannot be read gets its
+    /// error and the others are still classified.
+    pub fn classify_files(&self, paths: &[PathBuf], top_k: usize) -> Vec<Result<Prediction>> {
+        let mut results = Vec::with_capacity(paths.len());
+        for chunk in paths.chunks(BATCH) {
+            let loaded: Vec<Result<RgbImage>> =
+                chunk.iter().map(|path| self.input.load(path)).collect();
+            let good: Vec<RgbImage> =
+                loaded.iter().filter_map(|r| r.as_ref().ok()).cloned().collect();
+            let mut probabilities = match self.probabilities(&good) {
+                Ok(rows) => rows.into_iter(),
+                Err(error) => {
+                    let message = format!("{error:#}");
+                    results.extend(chunk.iter().map(|_| Err(anyhow::anyhow!("{message}"))));
+                    continue;
+                }
+            };
+            for (path, image) in chunk.iter().zip(loaded) {
+                results.push(image.map(|_| {
+                    let row = probabilities.next().expect("one row per readable image");
+                    Prediction { image: path.clone(), top: top_classes(&row, &self.classes, top_k) }
+                }));
+            }
+        }
+        results
+    }
+}
+
+/// Softmax of one row of logits.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+/// The `k` most probable classes, most probable first.
+pub fn top_classes(probabilities: &[f32], classes: &[String], k: usize) -> Vec<Guess> {
+    let mut order: Vec<usize> = (0..probabilities.len()).collect();
+    order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+    order
+        .into_iter()
+        .take(k)
+        .map(|index| Guess {
+            index,
+            class: classes[index].clone(),
+            probability: probabilities[index],
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_classes_are_sorted_by_probability() {
+        let classes: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let top = top_classes(&[0.2, 0.5, 0.3], &classes, 2);
+        assert_eq!(top.iter().map(|g| g.index).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(top[0].class, "b");
+    }
+}

@@ -1,0 +1,38 @@
+//! The network a run trains: backbone (ImageNet or random), a new top, batch norms set for
+//! the mode.
+
+use anyhow::Result;
+use burn::module::Module;
+use burn::tensor::Device;
+
+use super::features;
+use crate::config::{Init, Mode, TrainConfig};
+use crate::model::Classifier;
+use crate::weights;
+
+/// The model as configured, on the autodiff device `ad`.
+pub fn build_model(config: &TrainConfig, num_classes: usize, ad: &Device) -> Result<Classifier> {
+    let mut model = Classifier::new(config.layout, config.head, num_classes, ad);
+    if config.init == Init::Imagenet {
+        model.backbone = weights::imagenet_backbone(model.backbone, config.weights.as_deref(), ad)?;
+    }
+    model.backbone = model.backbone.with_batchnorm(config.training_batchnorm());
+    if config.mode == Mode::Frozen {
+        model.backbone = model.backbone.freeze();
+    }
+    Ok(model)
+}
+
+/// Identifies the starting backbone, for the feature cache.
+pub fn backbone_identity(config: &TrainConfig) -> Result<String> {
+    Ok(match config.init {
+        Init::Imagenet => {
+            let path = match &config.weights {
+                Some(path) => path.clone(),
+                None => weights::fetch::cached_weights_path()?,
+            };
+            format!("imagenet|{:?}|{}", config.layout, features::file_identity(&path))
+        }
+        Init::Random => format!("random|{:?}|seed {}", config.layout, config.seed),
+    })
+}
