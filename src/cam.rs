@@ -12,8 +12,7 @@ use image::imageops::FilterType;
 use image::{Rgb, RgbImage};
 use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
 
-use crate::eval::argmax;
-use crate::inference::{Predictor, rows, softmax};
+use crate::inference::{Predictor, argmax, ensure_finite, rows, softmax};
 use crate::model::{Classifier, Head};
 use crate::preprocess;
 
@@ -52,6 +51,7 @@ pub fn activation_map(model: &Classifier, image: Tensor<4>) -> Result<Activation
     let features_tensor =
         Tensor::<1>::from_floats(features.as_slice(), &model.head.output.weight.device());
     let logits = rows(model.head.forward(features_tensor.reshape([1, channels])))?;
+    ensure_finite(&logits, logits.len())?;
     let class = argmax(&logits);
     let probability = softmax(&logits)[class];
     let gradient = head_gradient(&model.head, &features, class)?;

@@ -105,6 +105,7 @@ impl Predictor {
                 &self.device,
             );
             let logits = rows(self.model.forward(batch))?;
+            ensure_finite(&logits, self.classes.len())?;
             out.extend(logits.chunks_exact(self.classes.len()).map(softmax));
         }
         Ok(out)
@@ -136,6 +137,23 @@ impl Predictor {
         }
         results
     }
+}
+
+/// The predicted class of a row (highest score).
+pub fn argmax(row: &[f32]) -> usize {
+    (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0)
+}
+
+/// Fails when any output is not finite: such a model has diverged, and counting its NaNs as
+/// predictions would report an accuracy that is not there.
+pub fn ensure_finite(logits: &[f32], classes: usize) -> anyhow::Result<()> {
+    let bad = logits.chunks_exact(classes.max(1)).filter(|row| row.iter().any(|v| !v.is_finite())).count();
+    anyhow::ensure!(
+        bad == 0,
+        "the model's outputs are not finite (NaN or infinite) for {bad} of {} images: its weights have diverged",
+        logits.len() / classes.max(1)
+    );
+    Ok(())
 }
 
 /// Softmax of one row of logits.

@@ -4,7 +4,7 @@ pub mod run;
 
 use serde::{Deserialize, Serialize};
 
-use crate::inference::softmax;
+use crate::inference::{ensure_finite, softmax};
 
 /// Loss and accuracy of a set of predictions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -16,34 +16,53 @@ pub struct Metrics {
     pub top5_accuracy: f64,
 }
 
-/// The predicted class of a row (highest score).
-pub fn argmax(row: &[f32]) -> usize {
-    (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0)
+/// The rank of the true class among the scores: 0 when it is strictly the highest, 1 when
+/// one other class scores at least as high, and so on. A tie counts against the true class,
+/// so a model whose scores all tie is never right. `None` when a score is not finite (NaN or
+/// infinite outputs are no prediction at all).
+pub fn rank_of(row: &[f32], label: usize) -> Option<usize> {
+    if !row.iter().all(|score| score.is_finite()) {
+        return None;
+    }
+    Some(row.iter().enumerate().filter(|&(c, &score)| c != label && score >= row[label]).count())
 }
+
+/// Whether the prediction of a row is right: the true class strictly ahead of every other.
+pub fn is_correct(row: &[f32], label: usize) -> bool {
+    rank_of(row, label) == Some(0)
+}
+
+/// The class a row predicts, as the confusion matrix counts it: the true class when it is
+/// right, else the highest-scoring other class (ties go against the true class).
+fn predicted_class(row: &[f32], label: usize) -> usize {
+    if is_correct(row, label) {
+        return label;
+    }
+    (0..row.len()).filter(|&c| c != label).max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a))).unwrap_or(label)
+}
+
 
 /// Rank of the true class within a row of scores (0 = predicted).
-fn rank_of(row: &[f32], label: usize) -> usize {
-    row.iter().filter(|&&score| score > row[label]).count()
-}
-
-/// Loss, top-1 and top-5 accuracy of `logits` (`labels.len()` rows).
-pub fn metrics(logits: &[f32], labels: &[usize]) -> Metrics {
+/// Loss, top-1 and top-5 accuracy of `logits` (`labels.len()` rows); an error when any
+/// output is not finite (see [`ensure_finite`]).
+pub fn metrics(logits: &[f32], labels: &[usize]) -> anyhow::Result<Metrics> {
     let classes = logits.len() / labels.len().max(1);
+    ensure_finite(logits, classes)?;
     let (mut loss, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
     for (row, &label) in logits.chunks_exact(classes).zip(labels) {
         let probabilities = softmax(row);
         loss -= (probabilities[label].max(1e-12) as f64).ln();
-        let rank = rank_of(row, label);
+        let rank = rank_of(row, label).expect("checked finite");
         top1 += (rank == 0) as usize;
         top5 += (rank < 5) as usize;
     }
     let n = labels.len().max(1) as f64;
-    Metrics {
+    Ok(Metrics {
         images: labels.len(),
         loss: loss / n,
         accuracy: top1 as f64 / n,
         top5_accuracy: top5 as f64 / n,
-    }
+    })
 }
 
 /// Accuracy of one class.
@@ -87,12 +106,13 @@ pub struct Evaluation {
     pub mistakes: Vec<Mistake>,
 }
 
-pub fn evaluate(logits: &[f32], labels: &[usize], classes: &[String]) -> Evaluation {
+pub fn evaluate(logits: &[f32], labels: &[usize], classes: &[String]) -> anyhow::Result<Evaluation> {
     let n = classes.len();
+    let metrics = metrics(logits, labels)?;
     let mut confusion = vec![vec![0usize; n]; n];
     let mut mistakes = Vec::new();
     for (index, (row, &label)) in logits.chunks_exact(n).zip(labels).enumerate() {
-        let predicted = argmax(row);
+        let predicted = predicted_class(row, label);
         confusion[label][predicted] += 1;
         if predicted != label {
             mistakes.push(Mistake {
@@ -128,7 +148,7 @@ pub fn evaluate(logits: &[f32], labels: &[usize], classes: &[String]) -> Evaluat
         .collect();
     most_confused.sort_by_key(|pair| std::cmp::Reverse(pair.count));
     most_confused.truncate(10);
-    Evaluation { metrics: metrics(logits, labels), per_class, confusion, most_confused, mistakes }
+    Ok(Evaluation { metrics, per_class, confusion, most_confused, mistakes })
 }
 
 #[cfg(test)]
@@ -139,7 +159,7 @@ mod tests {
     fn metrics_count_top1_top5_and_loss() {
         // 6 classes, 2 images: the first right, the second's label ranked 6th (out of top-5).
         let logits = [5.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, -1.0];
-        let m = metrics(&logits, &[0, 5]);
+        let m = metrics(&logits, &[0, 5]).unwrap();
         assert_eq!(m.accuracy, 0.5);
         assert_eq!(m.top5_accuracy, 0.5);
         let p0 = softmax(&logits[..6])[0] as f64;
@@ -148,10 +168,27 @@ mod tests {
     }
 
     #[test]
+    fn ties_are_wrong_and_non_finite_outputs_are_an_error() {
+        // All scores equal: no class is predicted, so nothing is right.
+        let tied = metrics(&[1.0, 1.0, 1.0, 0.5, 0.5, 0.5], &[0, 2]).unwrap();
+        assert_eq!(tied.accuracy, 0.0);
+        assert!(!is_correct(&[2.0, 2.0], 1) && !is_correct(&[2.0, 2.0], 0));
+        assert!(is_correct(&[2.0, 3.0], 1));
+        // A diverged model: NaN or infinite outputs are never counted.
+        for bad in [f32::NAN, f32::INFINITY] {
+            assert_eq!(rank_of(&[bad, 0.0], 0), None);
+            let error = metrics(&[bad, 0.0, 1.0, 0.0], &[0, 0]).unwrap_err();
+            assert!(error.to_string().contains("1 of 2 images"), "{error}");
+        }
+        let evaluation = evaluate(&[1.0, 1.0], &[0], &["a".into(), "b".into()]).unwrap();
+        assert_eq!(evaluation.confusion, vec![vec![0, 1], vec![0, 0]], "a tie is a mistake");
+    }
+
+    #[test]
     fn evaluation_builds_confusion_and_mistakes() {
         let classes: Vec<String> = ["a", "b"].map(String::from).to_vec();
         let logits = [2.0, 0.0, 0.0, 2.0, 3.0, 0.0];
-        let e = evaluate(&logits, &[0, 1, 1], &classes);
+        let e = evaluate(&logits, &[0, 1, 1], &classes).unwrap();
         assert_eq!(e.confusion, vec![vec![1, 0], vec![1, 1]]);
         assert_eq!(e.per_class[1].accuracy, 0.5);
         assert_eq!(e.most_confused[0].true_class, "b");

@@ -79,7 +79,7 @@ pub fn evaluate_run(
     })?;
     progress.finish();
     Ok(RunEvaluation {
-        evaluation: evaluate(&logits, &images.labels, &predictor.classes),
+        evaluation: evaluate(&logits, &images.labels, &predictor.classes)?,
         files: decoded.files,
         classes: predictor.classes,
     })

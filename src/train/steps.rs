@@ -98,7 +98,7 @@ fn count_correct(logits: &Tensor<2>, labels: &[usize]) -> Result<usize> {
     Ok(values
         .chunks_exact(classes)
         .zip(labels)
-        .filter(|(row, label)| eval::argmax(row) == **label)
+        .filter(|(row, label)| eval::is_correct(row, **label))
         .count())
 }
 

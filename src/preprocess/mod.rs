@@ -1,5 +1,7 @@
 //! Image preprocessing shared by every command: decode, resize, normalise.
 
+mod jpeg;
+
 use std::io::Cursor;
 use std::path::Path;
 
@@ -133,7 +135,10 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage> {
     let format = image::guess_format(bytes)
         .map_err(|_| anyhow!("the content is not a JPEG or PNG image"))?;
     match format {
-        ImageFormat::Jpeg => ensure_complete_jpeg(bytes)?,
+        ImageFormat::Jpeg => {
+            ensure_complete_jpeg(bytes)?;
+            jpeg::check(bytes)?;
+        }
         ImageFormat::Png => {}
         other => bail!("{other:?} images are not supported (JPEG or PNG only)"),
     }
