@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
 use crate::data::{self, Augment, BatchRecipe, ImageFolder};
@@ -83,7 +83,7 @@ fn median_rate(
 fn random_batch(settings: &BenchSettings, device: &Device) -> Tensor<4> {
     let (b, s) = (settings.batch_size, settings.image_size);
     let values: Vec<f32> = (0..b * 3 * s * s).map(|i| ((i * 7919) % 255) as f32 - 120.0).collect();
-    Tensor::from_data(TensorData::new(values, [b, 3, s, s]), device)
+    crate::preprocess::input_tensor(values, b, s, device)
 }
 
 /// The ImageNet weights when they are cached: with random weights the activations of a

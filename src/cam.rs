@@ -38,16 +38,19 @@ pub fn image_map(predictor: &Predictor, rgb: &RgbImage) -> Result<ActivationMap>
     activation_map(&predictor.model, input)
 }
 
-/// The activation map of `model`'s predicted class for one image (`[1, 3, s, s]`).
+/// The activation map of `model`'s predicted class for one image (`[1, s, s, 3]`).
 pub fn activation_map(model: &Classifier, image: Tensor<4>) -> Result<ActivationMap> {
     let map = model.backbone.feature_map(image);
-    let [_, channels, height, width] = map.dims();
-    let activations = rows(map.reshape([channels, height * width]))?;
+    let [_, height, width, channels] = map.dims();
     let positions = height * width;
-    let features: Vec<f32> = activations
-        .chunks_exact(positions)
-        .map(|channel| channel.iter().sum::<f32>() / positions as f32)
-        .collect();
+    // Channels last: one row of `channels` activations per position.
+    let activations = rows(map.reshape([positions, channels]))?;
+    let mut features = vec![0f32; channels];
+    for position in activations.chunks_exact(channels) {
+        for (f, a) in features.iter_mut().zip(position) {
+            *f += a / positions as f32;
+        }
+    }
     let features_tensor =
         Tensor::<1>::from_floats(features.as_slice(), &model.head.output.weight.device());
     let logits = rows(model.head.forward(features_tensor.reshape([1, channels])))?;
@@ -55,12 +58,10 @@ pub fn activation_map(model: &Classifier, image: Tensor<4>) -> Result<Activation
     let class = argmax(&logits);
     let probability = softmax(&logits)[class];
     let gradient = head_gradient(&model.head, &features, class)?;
-    let mut heat = vec![0f32; positions];
-    for (channel, g) in activations.chunks_exact(positions).zip(&gradient) {
-        for (h, a) in heat.iter_mut().zip(channel) {
-            *h += g * a;
-        }
-    }
+    let mut heat: Vec<f32> = activations
+        .chunks_exact(channels)
+        .map(|position| position.iter().zip(&gradient).map(|(a, g)| a * g).sum())
+        .collect();
     let max = heat.iter().copied().fold(0f32, f32::max);
     for h in &mut heat {
         *h = if max > 0.0 { h.max(0.0) / max } else { 0.0 };

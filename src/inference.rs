@@ -147,7 +147,10 @@ pub fn argmax(row: &[f32]) -> usize {
 /// Fails when any output is not finite: such a model has diverged, and counting its NaNs as
 /// predictions would report an accuracy that is not there.
 pub fn ensure_finite(logits: &[f32], classes: usize) -> anyhow::Result<()> {
-    let bad = logits.chunks_exact(classes.max(1)).filter(|row| row.iter().any(|v| !v.is_finite())).count();
+    let bad = logits
+        .chunks_exact(classes.max(1))
+        .filter(|row| row.iter().any(|v| !v.is_finite()))
+        .count();
     anyhow::ensure!(
         bad == 0,
         "the model's outputs are not finite (NaN or infinite) for {bad} of {} images: its weights have diverged",

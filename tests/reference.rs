@@ -11,10 +11,11 @@ fn reference() -> NamedTensors {
         .expect("reference outputs")
 }
 
+/// A reference input (NCHW) in the network's layout (NHWC).
 fn input(reference: &NamedTensors, name: &str, device: &Device) -> Tensor<4> {
     let t = &reference.tensors[name];
     let shape: [usize; 4] = t.shape.clone().try_into().unwrap();
-    Tensor::from_data(TensorData::new(t.values.clone(), shape), device)
+    Tensor::<4>::from_data(TensorData::new(t.values.clone(), shape), device).permute([0, 2, 3, 1])
 }
 
 /// ||actual - expected|| / ||expected||

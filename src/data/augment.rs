@@ -152,11 +152,10 @@ impl Transform {
         multiply(&multiply(&offset, &m), &reset)
     }
 
-    /// Writes the transformed image (interleaved RGB `size*size*3` bytes in) as normalised planar
-    /// network input (`3*size*size` floats out).
+    /// Writes the transformed image (interleaved RGB `size*size*3` bytes in) as normalised
+    /// network input (`size*size*3` floats out, channels last).
     pub fn apply(&self, rgb: &[u8], size: usize, normalization: Normalization, out: &mut [f32]) {
         let m = self.matrix(size);
-        let plane = size * size;
         let max = (size - 1) as f32;
         let pixel = |r: usize, c: usize, ch: usize| rgb[(r * size + c) * 3 + ch] as f32;
         for row in 0..size {
@@ -175,11 +174,8 @@ impl Transform {
                     *v = ((top * (1.0 - fr) + bottom * fr) * self.brightness).min(255.0);
                 }
                 let out_col = if self.flip { size - 1 - col } else { col };
-                let planar = normalization.planar(value);
-                let at = row * size + out_col;
-                out[at] = planar[0];
-                out[plane + at] = planar[1];
-                out[2 * plane + at] = planar[2];
+                let at = (row * size + out_col) * 3;
+                out[at..at + 3].copy_from_slice(&normalization.channels(value));
             }
         }
     }
@@ -199,7 +195,7 @@ mod tests {
         let size = 8;
         let rgb = gradient_image(size);
         let mut expected = vec![0.0; rgb.len()];
-        Normalization::Caffe.write_planar(&rgb, &mut expected);
+        Normalization::Caffe.write_input(&rgb, &mut expected);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let mut out = vec![0.0; rgb.len()];
         Augment::default().sample(&mut rng).apply(&rgb, size, Normalization::Caffe, &mut out);
@@ -226,7 +222,7 @@ mod tests {
         flip.apply(&rgb, size, Normalization::Rescale, &mut out);
         // Red grows with the column; flipped, column 0 holds the last column's red.
         assert!((out[0] - 70.0 / 255.0).abs() < 1e-5);
-        assert!((out[size - 1] - 0.0).abs() < 1e-5);
+        assert!((out[3 * (size - 1)] - 0.0).abs() < 1e-5);
     }
 
     #[test]

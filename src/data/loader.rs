@@ -62,7 +62,7 @@ impl SampleStream {
     }
 }
 
-/// A batch of normalised planar images `[len, 3, size, size]` and their labels.
+/// A batch of normalised images `[len, size, size, 3]` (channels last) and their labels.
 pub struct Batch {
     pub images: Vec<f32>,
     pub labels: Vec<usize>,
@@ -166,7 +166,7 @@ pub fn assemble(data: &DecodedImages, samples: &[(usize, u64)], recipe: &BatchRe
                     let mut rng = ChaCha8Rng::seed_from_u64(mix(*seed, position));
                     augment.sample(&mut rng).apply(rgb, data.size, recipe.normalization, out);
                 }
-                _ => recipe.normalization.write_planar(rgb, out),
+                _ => recipe.normalization.write_input(rgb, out),
             }
         },
     );

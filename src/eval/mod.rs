@@ -38,9 +38,11 @@ fn predicted_class(row: &[f32], label: usize) -> usize {
     if is_correct(row, label) {
         return label;
     }
-    (0..row.len()).filter(|&c| c != label).max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a))).unwrap_or(label)
+    (0..row.len())
+        .filter(|&c| c != label)
+        .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
+        .unwrap_or(label)
 }
-
 
 /// Rank of the true class within a row of scores (0 = predicted).
 /// Loss, top-1 and top-5 accuracy of `logits` (`labels.len()` rows); an error when any
@@ -106,7 +108,11 @@ pub struct Evaluation {
     pub mistakes: Vec<Mistake>,
 }
 
-pub fn evaluate(logits: &[f32], labels: &[usize], classes: &[String]) -> anyhow::Result<Evaluation> {
+pub fn evaluate(
+    logits: &[f32],
+    labels: &[usize],
+    classes: &[String],
+) -> anyhow::Result<Evaluation> {
     let n = classes.len();
     let metrics = metrics(logits, labels)?;
     let mut confusion = vec![vec![0usize; n]; n];

@@ -1,6 +1,7 @@
 //! The networks: ResNet-50 backbone, classification heads, and the ImageNet model.
 
 pub mod classifier;
+pub mod fused;
 pub mod resnet;
 
 pub use classifier::{Classifier, Head, HeadKind};

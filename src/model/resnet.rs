@@ -11,11 +11,11 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
-use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, activation};
 use serde::{Deserialize, Serialize};
+
+use super::fused;
 
 /// Output channels of the backbone: the width of the pooled feature vector.
 pub const FEATURE_DIM: usize = 2048;
@@ -93,32 +93,57 @@ impl ConvBn {
         Self { conv, bn: Some(bn) }
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.conv.forward(x);
+    /// `relu(bn(conv(x)) + residual)` (the ReLU when `relu`) on NHWC activations.
+    ///
+    /// Batch norm with fixed statistics (inference, frozen fine-tuning) is an affine map per
+    /// channel, so it is folded into the convolution's weight and bias on the fly: the same
+    /// function and the same gradients for gamma and beta, without a pass over the
+    /// activations. Batch statistics (training from scratch) need the real normalisation.
+    pub fn forward(&self, x: Tensor<4>, residual: Option<Tensor<4>>, relu: bool) -> Tensor<4> {
+        let geometry = [self.conv.stride[0], self.conv.kernel_size[0] / 2];
+        let (weight, bias) = (self.conv.weight.val(), self.conv.bias.as_ref().map(Param::val));
         match &self.bn {
-            Some(bn) => bn.forward(y),
-            None => y,
+            None => fused::conv(x, weight, bias, residual, geometry, relu),
+            Some(bn) if x.device().is_autodiff() && bn.training.is_enabled() => {
+                let y = fused::conv(x, weight, bias, None, geometry, false);
+                let [n, h, w, c] = y.dims();
+                // Channels last: the activations are rows of `c` channels.
+                let y = bn.forward(y.reshape([n * h * w, c])).reshape([n, h, w, c]);
+                let y = match residual {
+                    Some(residual) => y + residual,
+                    None => y,
+                };
+                if relu { activation::relu(y) } else { y }
+            }
+            Some(bn) => {
+                let (weight, bias) = fold(weight, bias, bn);
+                fused::conv(x, weight, Some(bias), residual, geometry, relu)
+            }
         }
     }
 
-    /// Folds inference-mode batch normalisation into the convolution's weights and bias:
-    /// `bn(conv(x)) = conv'(x)` with `W' = W * s`, `b' = (b - mean) * s + beta`,
-    /// `s = gamma / sqrt(var + eps)`. Saves a full pass over every activation at inference.
+    /// Folds the batch norm into the convolution for good: the inference network, or
+    /// `--batchnorm fold` training.
     pub fn fold_batchnorm(mut self) -> Self {
         let Some(bn) = self.bn.take() else { return self };
-        let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
-        let [out_channels] = scale.dims();
-        let weight = self.conv.weight.val() * scale.clone().reshape([out_channels, 1, 1, 1]);
-        let bias = match &self.conv.bias {
-            Some(bias) => bias.val(),
-            None => Tensor::zeros([out_channels], &scale.device()),
-        };
-        let bias = (bias - bn.running_mean.value()) * scale + bn.beta.val();
+        let (weight, bias) =
+            fold(self.conv.weight.val(), self.conv.bias.as_ref().map(Param::val), &bn);
         // Detached: the folded values are new leaves, trainable on an autodiff device.
         self.conv.weight = Param::from_tensor(weight.detach());
         self.conv.bias = Some(Param::from_tensor(bias.detach()));
         self
     }
+}
+
+/// Weight and bias of a convolution followed by batch norm with fixed statistics:
+/// `bn(conv(x)) = conv'(x)` with `W' = W * s`, `b' = (b - mean) * s + beta`,
+/// `s = gamma / sqrt(var + eps)`.
+fn fold(weight: Tensor<4>, bias: Option<Tensor<1>>, bn: &BatchNorm) -> (Tensor<4>, Tensor<1>) {
+    let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
+    let [out_channels] = scale.dims();
+    let weight = weight * scale.clone().reshape([out_channels, 1, 1, 1]);
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([out_channels], &scale.device()));
+    (weight, (bias - bn.running_mean.value()) * scale + bn.beta.val())
 }
 
 /// Keras' names of a unit's convolution and batch-norm layers, e.g. `res3a_branch2b` /
@@ -176,12 +201,12 @@ impl Bottleneck {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let shortcut = match &self.shortcut {
-            Some(projection) => projection.forward(x.clone()),
+            Some(projection) => projection.forward(x.clone(), None, false),
             None => x.clone(),
         };
-        let y = relu(self.reduce.forward(x));
-        let y = relu(self.spatial.forward(y));
-        relu(self.expand.forward(y) + shortcut)
+        let y = self.reduce.forward(x, None, true);
+        let y = self.spatial.forward(y, None, true);
+        self.expand.forward(y, Some(shortcut), true)
     }
 }
 
@@ -192,12 +217,15 @@ pub struct Stage {
 }
 
 /// ResNet-50 without its top (`include_top=False`): image in, 2048-channel feature map out.
+/// Activations are NHWC (channels last) throughout, the layout our CPU kernels are fast in.
 #[derive(Module, Debug)]
 pub struct ResNet50 {
     pub stem: ConvBn,
-    pub pool: MaxPool2d,
     pub stages: Vec<Stage>,
 }
+
+/// The stem's max pool: 3x3 window, stride 2, padding 1.
+const STEM_POOL: [usize; 3] = [3, 2, 1];
 
 impl ResNet50 {
     /// A randomly initialised network (He-normal convolutions, unit BatchNorm).
@@ -206,10 +234,6 @@ impl ResNet50 {
         // Symmetric padding inside the ops is the same thing; padding the pool with zeros or
         // with -inf gives the same result because its input has just been through a ReLU.
         let stem = ConvBn::new([3, 64], 7, 2, layout, device);
-        let pool = MaxPool2dConfig::new([3, 3])
-            .with_strides([2, 2])
-            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-            .init();
         let mut in_channels = 64;
         let stages = STAGE_BLOCKS
             .iter()
@@ -235,7 +259,7 @@ impl ResNet50 {
                 Stage { blocks }
             })
             .collect();
-        Self { stem, pool, stages }
+        Self { stem, stages }
     }
 
     /// Rebuilds the network with `f` applied to every conv+BN unit, in Keras' layer order.
@@ -295,9 +319,9 @@ impl ResNet50 {
         self.valid().fold_batchnorm()
     }
 
-    /// The last residual stage's feature map, `[batch, 2048, h/32, w/32]`.
+    /// The last residual stage's feature map, `[batch, h/32, w/32, 2048]`, of NHWC images.
     pub fn feature_map(&self, images: Tensor<4>) -> Tensor<4> {
-        let x = self.pool.forward(relu(self.stem.forward(images)));
+        let x = fused::max_pool(self.stem.forward(images, None, true), STEM_POOL);
         self.stages.iter().flat_map(|stage| &stage.blocks).fold(x, |x, block| block.forward(x))
     }
 
@@ -312,8 +336,8 @@ fn placeholder_unit(unit: &ConvBn) -> ConvBn {
     ConvBn { conv: unit.conv.clone(), bn: None }
 }
 
-/// Mean over the spatial dimensions: `[b, c, h, w]` -> `[b, c]`.
+/// Mean over the spatial dimensions: `[b, h, w, c]` -> `[b, c]`.
 pub fn global_average_pool(map: Tensor<4>) -> Tensor<2> {
-    let [batch, channels, _, _] = map.dims();
-    map.flatten::<3>(2, 3).mean_dim(2).reshape([batch, channels])
+    let [batch, height, width, channels] = map.dims();
+    map.reshape([batch, height * width, channels]).mean_dim(1).reshape([batch, channels])
 }

@@ -99,7 +99,11 @@ impl Frame {
         let components = (0..count)
             .map(|i| {
                 let c = &segment[6 + 3 * i..9 + 3 * i];
-                Component { id: c[0], h: (c[1] >> 4).max(1) as usize, v: (c[1] & 15).max(1) as usize }
+                Component {
+                    id: c[0],
+                    h: (c[1] >> 4).max(1) as usize,
+                    v: (c[1] & 15).max(1) as usize,
+                }
             })
             .collect();
         ensure!(width > 0 && height > 0, "the image has no pixels");
@@ -167,7 +171,7 @@ impl<'a> Parser<'a> {
         let Some(frame) = &self.frame else { bail!("image data before the frame header") };
         ensure!(!header.is_empty(), "the scan header is too short");
         let count = header[0] as usize;
-        ensure!(header.len() >= 1 + 2 * count, "the scan header is too short");
+        ensure!(header.len() > 2 * count, "the scan header is too short");
         let mut members = Vec::with_capacity(count);
         for i in 0..count {
             let (id, tables) = (header[1 + 2 * i], header[2 + 2 * i]);
@@ -176,7 +180,9 @@ impl<'a> Parser<'a> {
             };
             let dc = self.tables.dc[(tables >> 4) as usize & 3].clone();
             let ac = self.tables.ac[(tables & 15) as usize & 3].clone();
-            let (Some(dc), Some(ac)) = (dc, ac) else { bail!("the scan uses an undefined Huffman table") };
+            let (Some(dc), Some(ac)) = (dc, ac) else {
+                bail!("the scan uses an undefined Huffman table")
+            };
             members.push((component, dc, ac));
         }
         let (hmax, vmax) = frame.max_sampling();
@@ -191,7 +197,8 @@ impl<'a> Parser<'a> {
             let h = frame.height.div_ceil(8 * vmax);
             (w * h, members.iter().map(|(c, _, _)| c.h * c.v).collect())
         };
-        let mut bits = BitReader { bytes: self.bytes, at: self.at, buffer: 0, filled: 0, padded: 0 };
+        let mut bits =
+            BitReader { bytes: self.bytes, at: self.at, buffer: 0, filled: 0, padded: 0 };
         for mcu in 0..mcus {
             if self.restart > 0 && mcu > 0 && mcu % self.restart == 0 {
                 bits.restart()?;
@@ -306,9 +313,11 @@ impl BitReader<'_> {
             if code >= table.first_code[length] && offset < table.count[length] {
                 ensure!(!self.overran(), "the JPEG's image data is cut short");
                 let index = table.first_symbol[length] + offset as usize;
-                return table.symbols.get(index).copied().ok_or_else(|| {
-                    anyhow::anyhow!("a Huffman table of the JPEG is malformed")
-                });
+                return table
+                    .symbols
+                    .get(index)
+                    .copied()
+                    .ok_or_else(|| anyhow::anyhow!("a Huffman table of the JPEG is malformed"));
             }
         }
         bail!("an invalid Huffman code in the JPEG's image data")
@@ -320,7 +329,11 @@ impl BitReader<'_> {
         // Stuffed 0xFF00 pairs count two bytes each; walk back over what was buffered.
         let mut at = self.at;
         for _ in 0..unread_bytes {
-            at -= if at >= 2 && self.bytes[at - 2] == 0xFF && self.bytes[at - 1] == 0 { 2 } else { 1 };
+            at -= if at >= 2 && self.bytes[at - 2] == 0xFF && self.bytes[at - 1] == 0 {
+                2
+            } else {
+                1
+            };
         }
         at
     }
@@ -329,7 +342,9 @@ impl BitReader<'_> {
     fn restart(&mut self) -> Result<()> {
         let at = self.byte_position();
         ensure!(
-            at + 1 < self.bytes.len() && self.bytes[at] == 0xFF && (0xD0..=0xD7).contains(&self.bytes[at + 1]),
+            at + 1 < self.bytes.len()
+                && self.bytes[at] == 0xFF
+                && (0xD0..=0xD7).contains(&self.bytes[at + 1]),
             "a restart marker of the JPEG's image data is missing"
         );
         self.at = at + 2;

@@ -27,7 +27,7 @@ const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
 impl Normalization {
     /// Network input channels for one RGB pixel (values 0..=255), in the network's order.
     #[inline]
-    pub fn planar(self, [r, g, b]: [f32; 3]) -> [f32; 3] {
+    pub fn channels(self, [r, g, b]: [f32; 3]) -> [f32; 3] {
         match self {
             Normalization::Caffe => {
                 [b - CAFFE_MEAN_BGR[0], g - CAFFE_MEAN_BGR[1], r - CAFFE_MEAN_BGR[2]]
@@ -36,23 +36,20 @@ impl Normalization {
         }
     }
 
-    /// Writes an interleaved RGB image (`h*w*3` bytes) as planar network input (`3*h*w`).
-    pub fn write_planar(self, rgb: &[u8], out: &mut [f32]) {
+    /// Writes an interleaved RGB image (`h*w*3` bytes) as network input: the same pixel
+    /// order (channels last, NHWC), each pixel's channels normalised.
+    pub fn write_input(self, rgb: &[u8], out: &mut [f32]) {
         debug_assert_eq!(out.len(), rgb.len());
-        let plane = rgb.len() / 3;
-        for (i, px) in rgb.chunks_exact(3).enumerate() {
-            let value = self.planar([px[0] as f32, px[1] as f32, px[2] as f32]);
-            out[i] = value[0];
-            out[plane + i] = value[1];
-            out[2 * plane + i] = value[2];
+        for (px, value) in rgb.chunks_exact(3).zip(out.chunks_exact_mut(3)) {
+            value.copy_from_slice(&self.channels([px[0] as f32, px[1] as f32, px[2] as f32]));
         }
     }
 }
 
 /// The network input tensor of `n` normalised square images of `size` pixels, as
-/// [`Normalization::write_planar`] lays them out.
+/// [`Normalization::write_input`] lays them out: `[n, size, size, 3]` (NHWC).
 pub fn input_tensor(values: Vec<f32>, n: usize, size: usize, device: &Device) -> Tensor<4> {
-    Tensor::from_data(TensorData::new(values, [n, 3, size, size]), device)
+    Tensor::from_data(TensorData::new(values, [n, size, size, 3]), device)
 }
 
 /// Stacks square RGB images (`size*size*3` bytes each) into a normalised network input.
@@ -65,7 +62,7 @@ pub fn batch_tensor(
     let per_image = 3 * size * size;
     let mut values = vec![0f32; images.len() * per_image];
     for (rgb, out) in images.iter().zip(values.chunks_exact_mut(per_image)) {
-        normalization.write_planar(rgb, out);
+        normalization.write_input(rgb, out);
     }
     input_tensor(values, images.len(), size, device)
 }
@@ -202,12 +199,12 @@ mod tests {
     fn caffe_is_bgr_minus_mean_and_rescale_is_rgb_over_255() {
         let rgb = [255u8, 0, 10, 0, 128, 0];
         let mut out = [0f32; 6];
-        Normalization::Caffe.write_planar(&rgb, &mut out);
-        assert_eq!(out[0], 10.0 - 103.939); // B plane, pixel 0
-        assert_eq!(out[4], 255.0 - 123.68); // R plane, pixel 0
-        assert_eq!(out[3], 128.0 - 116.779); // G plane, pixel 1
-        Normalization::Rescale.write_planar(&rgb, &mut out);
-        assert_eq!(out, [1.0, 0.0, 0.0, 128.0 / 255.0, 10.0 / 255.0, 0.0]);
+        Normalization::Caffe.write_input(&rgb, &mut out);
+        assert_eq!(out[0], 10.0 - 103.939); // pixel 0: B
+        assert_eq!(out[2], 255.0 - 123.68); // pixel 0: R
+        assert_eq!(out[4], 128.0 - 116.779); // pixel 1: G
+        Normalization::Rescale.write_input(&rgb, &mut out);
+        assert_eq!(out, [1.0, 0.0, 10.0 / 255.0, 0.0, 128.0 / 255.0, 0.0]);
     }
 
     fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
