@@ -11,7 +11,7 @@ use super::ComputeArgs;
 use crate::config::{self, Init, Mode, OptimizerKind, Overrides, Recipe, Schedule, TrainConfig};
 use crate::data::Augment;
 use crate::interrupt::{EXIT_INTERRUPTED, Interrupt};
-use crate::model::{BatchNormMode, HeadKind, Layout};
+use crate::model::{BatchNormMode, HeadKind, Layout, TrainFrom};
 use crate::preprocess::Normalization;
 use crate::run::{RunDir, RunRecord, read_json};
 use crate::train;
@@ -97,6 +97,10 @@ pub struct TrainFlags {
     /// scratch; notebook recipe: train].
     #[arg(long, value_enum)]
     pub batchnorm: Option<BatchNormMode>,
+    /// Fine-tuning: the first part of the backbone that trains; earlier parts keep their
+    /// weights and no gradient is computed through them [default: stem, every layer].
+    #[arg(long, value_enum)]
+    pub train_from: Option<TrainFrom>,
     /// Fine-tuning: epochs training only the new top on cached features first [default: 0].
     #[arg(long)]
     pub head_warmup_epochs: Option<usize>,
@@ -156,6 +160,7 @@ impl TrainFlags {
             schedule: self.schedule,
             warmup_steps: self.warmup_steps,
             batchnorm: self.batchnorm,
+            train_from: self.train_from,
             head_warmup_epochs: self.head_warmup_epochs,
             image_size: self.image_size,
             frame_stride: self.frame_stride,

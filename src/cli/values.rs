@@ -6,7 +6,7 @@ use clap::builder::PossibleValue;
 
 use crate::config::{Init, Mode, OptimizerKind, Recipe, Schedule};
 use crate::device::Backend;
-use crate::model::{BatchNormMode, HeadKind, Layout};
+use crate::model::{BatchNormMode, HeadKind, Layout, TrainFrom};
 use crate::preprocess::Normalization;
 
 /// Implements [`ValueEnum`] for a domain enum: each variant's command-line name and help.
@@ -51,6 +51,13 @@ cli_values!(BatchNormMode {
     Train => "train": "batch statistics, running statistics updated",
     Frozen => "frozen": "pretrained running statistics kept (gamma and beta train)",
     Fold => "fold": "frozen statistics folded into the convolutions",
+});
+cli_values!(TrainFrom {
+    Stem => "stem": "every layer trains",
+    Stage2 => "stage2": "the stem stays fixed",
+    Stage3 => "stage3": "the stem and stage 2 stay fixed",
+    Stage4 => "stage4": "the stem and stages 2-3 stay fixed",
+    Stage5 => "stage5": "only stage 5 and the top train",
 });
 cli_values!(HeadKind {
     Mlp => "mlp": "the notebook's Dense(512, ReLU) -> Dense(classes)",

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Augment;
 use crate::device::{Backend, Compute, DeviceSpec};
-use crate::model::{BatchNormMode, HeadKind, Layout};
+use crate::model::{BatchNormMode, HeadKind, Layout, TrainFrom};
 use crate::preprocess::Normalization;
 
 pub use recipe::{Overrides, Recipe, resolve};
@@ -82,6 +82,9 @@ pub struct TrainConfig {
     /// Warm-up optimizer steps of the cosine schedule.
     pub warmup_steps: usize,
     pub batchnorm: BatchNormMode,
+    /// Fine-tuning: the first part of the backbone that trains (earlier parts stay fixed).
+    #[serde(default)]
+    pub train_from: TrainFrom,
     /// Fine-tuning: epochs of training only the new top on cached backbone features before
     /// unfreezing everything (linear probing then fine-tuning).
     pub head_warmup_epochs: usize,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Init, Mode, OptimizerKind, Schedule, TrainConfig};
 use crate::data::Augment;
 use crate::device::{Backend, DeviceSpec};
-use crate::model::{BatchNormMode, HeadKind, Layout};
+use crate::model::{BatchNormMode, HeadKind, Layout, TrainFrom};
 use crate::preprocess::Normalization;
 
 /// Named starting points for the training settings.
@@ -43,6 +43,7 @@ pub struct Overrides {
     pub schedule: Option<Schedule>,
     pub warmup_steps: Option<usize>,
     pub batchnorm: Option<BatchNormMode>,
+    pub train_from: Option<TrainFrom>,
     pub head_warmup_epochs: Option<usize>,
     pub image_size: Option<usize>,
     pub frame_stride: Option<usize>,
@@ -106,6 +107,7 @@ impl Recipe {
             schedule: if notebook || frozen { Schedule::Constant } else { Schedule::Cosine },
             warmup_steps: if notebook { 0 } else { 50 },
             batchnorm: if pretrained { BatchNormMode::Frozen } else { BatchNormMode::Train },
+            train_from: TrainFrom::Stem,
             head_warmup_epochs: 0,
             image_size: 100,
             frame_stride: 1,
@@ -146,6 +148,7 @@ impl Overrides {
         set(&mut config.schedule, self.schedule);
         set(&mut config.warmup_steps, self.warmup_steps);
         set(&mut config.batchnorm, self.batchnorm);
+        set(&mut config.train_from, self.train_from);
         set(&mut config.head_warmup_epochs, self.head_warmup_epochs);
         set(&mut config.image_size, self.image_size);
         set(&mut config.frame_stride, self.frame_stride);

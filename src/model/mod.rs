@@ -5,4 +5,4 @@ pub mod fused;
 pub mod resnet;
 
 pub use classifier::{Classifier, Head, HeadKind};
-pub use resnet::{BatchNormMode, Layout, ResNet50};
+pub use resnet::{BatchNormMode, Layout, ResNet50, TrainFrom};

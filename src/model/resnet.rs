@@ -44,6 +44,28 @@ impl Layout {
     }
 }
 
+/// Where fine-tuning starts: the parts of the backbone before it keep their weights and
+/// statistics, and no gradient is computed through them (less work per image).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainFrom {
+    /// Every layer trains.
+    #[default]
+    Stem,
+    /// Keras' stage numbers: conv2_x .. conv5_x.
+    Stage2,
+    Stage3,
+    Stage4,
+    Stage5,
+}
+
+impl TrainFrom {
+    /// How many of the backbone's parts (stem, then the four stages) stay fixed.
+    fn fixed_parts(self) -> usize {
+        self as usize
+    }
+}
+
 /// How batch normalisation behaves while the backbone trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -314,6 +336,35 @@ impl ResNet50 {
         })
     }
 
+    /// The network with the parts before `start` fixed: their weights do not train, their
+    /// batch norms use their running statistics, and no backward pass runs through them.
+    pub fn train_from(mut self, start: TrainFrom) -> Self {
+        let fixed = start.fixed_parts();
+        if fixed == 0 {
+            return self;
+        }
+        let fix = |unit: ConvBn| {
+            let mut unit = unit.freeze();
+            if let Some(bn) = &mut unit.bn {
+                bn.training = bn.training.clone().with_value(false);
+            }
+            unit
+        };
+        self.stem = fix(self.stem);
+        for stage in self.stages.iter_mut().take(fixed - 1) {
+            for block in &mut stage.blocks {
+                let taken = std::mem::replace(block, placeholder_block(block));
+                *block = Bottleneck {
+                    reduce: fix(taken.reduce),
+                    spatial: fix(taken.spatial),
+                    expand: fix(taken.expand),
+                    shortcut: taken.shortcut.map(fix),
+                };
+            }
+        }
+        self
+    }
+
     /// The inference network: no autodiff, batch norms folded into the convolutions.
     pub fn inference(&self) -> Self {
         self.valid().fold_batchnorm()
@@ -334,6 +385,16 @@ impl ResNet50 {
 /// A cheap stand-in that holds a unit's place while it is being rebuilt (shares its tensors).
 fn placeholder_unit(unit: &ConvBn) -> ConvBn {
     ConvBn { conv: unit.conv.clone(), bn: None }
+}
+
+/// The same for a whole block.
+fn placeholder_block(block: &Bottleneck) -> Bottleneck {
+    Bottleneck {
+        reduce: placeholder_unit(&block.reduce),
+        spatial: placeholder_unit(&block.spatial),
+        expand: placeholder_unit(&block.expand),
+        shortcut: None,
+    }
 }
 
 /// Mean over the spatial dimensions: `[b, h, w, c]` -> `[b, c]`.

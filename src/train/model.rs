@@ -17,9 +17,10 @@ pub fn build_model(config: &TrainConfig, num_classes: usize, ad: &Device) -> Res
         model.backbone = weights::imagenet_backbone(model.backbone, config.weights.as_deref(), ad)?;
     }
     model.backbone = model.backbone.with_batchnorm(config.training_batchnorm());
-    if config.mode == Mode::Frozen {
-        model.backbone = model.backbone.freeze();
-    }
+    model.backbone = match config.mode {
+        Mode::Frozen => model.backbone.freeze(),
+        Mode::Finetune => model.backbone.train_from(config.train_from),
+    };
     Ok(model)
 }
 
