@@ -13,7 +13,6 @@ use serde::Serialize;
 use crate::data::{Batches, DecodedImages};
 use crate::model::Classifier;
 use crate::preprocess::{self, InputSpec, Normalization};
-use crate::progress::Progress;
 use crate::run::RunDir;
 
 /// Images per forward pass: inference throughput on the CPU peaks around 32 (BENCHMARKS.md).
@@ -28,21 +27,23 @@ pub fn rows(tensor: Tensor<2>) -> Result<Vec<f32>> {
 }
 
 /// Runs `forward` over all decoded images in order, [`BATCH`] at a time, and concatenates the
-/// output rows (logits or features).
+/// output rows (logits or features). `progress` hears the number of images done; Ctrl-C
+/// stops between batches with [`crate::interrupt::Interrupted`].
 pub fn map_images(
     data: &Arc<DecodedImages>,
     normalization: Normalization,
     device: &Device,
-    progress: &Progress,
+    progress: impl Fn(usize),
     forward: impl Fn(Tensor<4>) -> Tensor<2>,
 ) -> Result<Vec<f32>> {
     let mut out = Vec::new();
     let mut done = 0;
     for batch in Batches::in_order(data.clone(), BATCH, normalization) {
+        crate::interrupt::check()?;
         let n = batch.len();
         out.extend(rows(forward(batch.into_tensor(data.size, device)))?);
         done += n;
-        progress.update(done as u64, String::new);
+        progress(done);
     }
     Ok(out)
 }

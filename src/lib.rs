@@ -8,6 +8,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod eval;
+pub mod features;
 pub mod inference;
 pub mod interrupt;
 pub mod memory;

@@ -67,7 +67,12 @@ fn frozen_train_evaluate_predict() {
     let config: Value =
         serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["config"]["mode"], "frozen");
-    assert_eq!(config["dataset"]["train_images"], 390);
+    // The default validation: a contiguous run of 20% of every recording's frames.
+    assert_eq!(config["dataset"]["validation"]["blocks"]["fraction"], 0.2);
+    let train = config["dataset"]["train_images"].as_u64().unwrap();
+    let val = config["dataset"]["val_images"].as_u64().unwrap();
+    assert_eq!(train + val, 390);
+    assert!((70..=90).contains(&val), "{val} validation images");
     assert_eq!(config["environment"]["backend"], "flex");
 
     let evaluation = evaluate(&run);

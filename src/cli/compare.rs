@@ -10,7 +10,7 @@ use clap::Args;
 use super::report::print_summary;
 use super::train::TrainFlags;
 use crate::config::{Init, TrainConfig};
-use crate::interrupt::{EXIT_INTERRUPTED, Interrupt};
+use crate::interrupt::{self, EXIT_INTERRUPTED};
 use crate::report::build;
 use crate::run::RunDir;
 use crate::train;
@@ -31,7 +31,7 @@ pub struct CompareArgs {
 }
 
 pub fn execute(args: CompareArgs) -> Result<ExitCode> {
-    let interrupt = Interrupt::install();
+    interrupt::install();
     let device = args.flags.compute.compute().setup()?;
     let runs: Vec<(Option<TrainConfig>, PathBuf)> = match &args.data {
         Some(data) => [(Init::Imagenet, "pretrained"), (Init::Random, "vanilla")]
@@ -46,7 +46,7 @@ pub fn execute(args: CompareArgs) -> Result<ExitCode> {
     };
     for (config, dir) in &runs {
         eprintln!("== {} ==", dir.display());
-        if train::start_or_resume(config.clone(), dir, &interrupt, &device)?.interrupted {
+        if train::start_or_resume(config.clone(), dir, &device)?.interrupted {
             eprintln!("stopped; run the same command again to continue");
             return Ok(ExitCode::from(EXIT_INTERRUPTED));
         }

@@ -9,8 +9,8 @@ use clap::Args;
 
 use super::ComputeArgs;
 use crate::config::{self, Init, Mode, OptimizerKind, Overrides, Recipe, Schedule, TrainConfig};
-use crate::data::Augment;
-use crate::interrupt::{EXIT_INTERRUPTED, Interrupt};
+use crate::data::{Augment, ValSplit};
+use crate::interrupt::{self, EXIT_INTERRUPTED};
 use crate::model::{BatchNormMode, HeadKind, Layout, TrainFrom};
 use crate::preprocess::Normalization;
 use crate::run::{RunDir, RunRecord, read_json};
@@ -56,10 +56,11 @@ pub struct TrainFlags {
     /// ImageNet weights file (TF.js model.json or converted .safetensors) [default: the cache].
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// Hold out the last fraction of each class (by frame index) for validation, instead of
-    /// `Test/` [default: `Test/` when the dataset has one, else 0.2].
+    /// Validation images: `blocks:F` (a contiguous run of frames, fraction F, of every
+    /// recording), `recordings` (one whole recording per class), `tail:F` (the last frames of
+    /// each class) or `test` (the dataset's `Test/` folder) [default: blocks:0.2].
     #[arg(long)]
-    pub val_split: Option<f64>,
+    pub val_split: Option<ValSplit>,
     /// Epochs [default: 2].
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -178,7 +179,7 @@ impl TrainFlags {
 }
 
 pub fn execute(args: TrainArgs) -> Result<ExitCode> {
-    let interrupt = Interrupt::install();
+    interrupt::install();
     // The configuration of a new run, and the folder; `None` continues the run in the folder.
     let (new, out) = match (&args.resume, &args.config, &args.data, &args.out) {
         (Some(run), ..) => (None, run.clone()),
@@ -194,7 +195,7 @@ pub fn execute(args: TrainArgs) -> Result<ExitCode> {
         None => RunDir::open(&out)?.read_record()?.config,
     };
     let device = config.compute().setup()?;
-    let outcome = train::start_or_resume(new, &out, &interrupt, &device)?;
+    let outcome = train::start_or_resume(new, &out, &device)?;
     if outcome.interrupted {
         eprintln!("stopped; continue with: fruitlab train --resume {}", out.display());
         return Ok(ExitCode::from(EXIT_INTERRUPTED));

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::Augment;
+use crate::data::{Augment, ValSplit};
 use crate::device::{Backend, Compute, DeviceSpec};
 use crate::model::{BatchNormMode, HeadKind, Layout, TrainFrom};
 use crate::preprocess::Normalization;
@@ -60,7 +60,8 @@ pub enum Schedule {
 pub struct TrainConfig {
     pub recipe: Recipe,
     pub data: PathBuf,
-    pub val_split: Option<f64>,
+    /// How the validation images are chosen.
+    pub val_split: ValSplit,
     pub init: Init,
     pub mode: Mode,
     pub head: HeadKind,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{Init, Mode, OptimizerKind, Schedule, TrainConfig};
-use crate::data::Augment;
+use crate::data::{Augment, ValSplit};
 use crate::device::{Backend, DeviceSpec};
 use crate::model::{BatchNormMode, HeadKind, Layout, TrainFrom};
 use crate::preprocess::Normalization;
@@ -28,7 +28,7 @@ pub const NOTEBOOK_STEPS: usize = 495;
 /// Settings given explicitly (by flags); `None` takes the recipe's value.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
-    pub val_split: Option<f64>,
+    pub val_split: Option<ValSplit>,
     pub head: Option<HeadKind>,
     pub layout: Option<Layout>,
     pub weights: Option<PathBuf>,
@@ -88,7 +88,7 @@ impl Recipe {
         TrainConfig {
             recipe: self,
             data,
-            val_split: None,
+            val_split: ValSplit::Blocks(0.2),
             init,
             mode,
             head: HeadKind::Mlp,
@@ -133,7 +133,7 @@ impl Overrides {
                 *target = value;
             }
         }
-        config.val_split = self.val_split.or(config.val_split);
+        set(&mut config.val_split, self.val_split);
         set(&mut config.head, self.head);
         set(&mut config.layout, self.layout);
         config.weights = self.weights.or(config.weights);

@@ -108,106 +108,34 @@ fn list_images(folder: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     Ok((images, others))
 }
 
-/// Sort key putting Fruits-360 files in video-frame order. Their names are
-/// `[r_|r2_|r3_]INDEX_100.jpg`, where neighbouring indices are neighbouring frames; other
-/// names sort after them, by name.
-pub fn frame_key(path: &Path) -> (u64, String) {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let stem = name.split('.').next().unwrap_or_default();
-    let without_prefix = match stem.split_once('_') {
-        Some((prefix, rest))
-            if prefix.starts_with('r') && prefix[1..].chars().all(|c| c.is_ascii_digit()) =>
-        {
-            rest
-        }
-        _ => stem,
-    };
-    let index =
-        without_prefix.split('_').next().and_then(|digits| digits.parse().ok()).unwrap_or(u64::MAX);
-    (index, name)
-}
-
-/// Where the validation images come from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Validation {
-    /// The dataset's own `Test/` folder.
-    TestFolder,
-    /// The last `fraction` of each training class, in frame order.
-    HoldOut { fraction: f64 },
-}
-
-/// Training and validation images with their shared class list.
-#[derive(Clone, Debug)]
-pub struct DataSplits {
-    pub classes: Vec<String>,
-    pub train: Vec<LabeledImage>,
-    pub val: Vec<LabeledImage>,
-    pub validation: Validation,
-    pub ignored: Vec<PathBuf>,
-}
-
-/// Default fraction held out when the dataset has no `Test/` folder.
-pub const DEFAULT_VAL_SPLIT: f64 = 0.2;
-
 /// The training folder of a dataset root: `ROOT/Training` if it exists, else ROOT itself.
 pub fn training_folder(root: &Path) -> PathBuf {
     let training = root.join("Training");
     if training.is_dir() { training } else { root.to_path_buf() }
 }
 
-/// Reads a dataset root. Validation comes from `--val-split F` when given (the last F of each
-/// class by frame index), else from `ROOT/Test` when it exists, else from a 20% hold-out.
-pub fn load_splits(root: &Path, val_split: Option<f64>) -> Result<DataSplits> {
-    let training = ImageFolder::scan(&training_folder(root))?;
-    training.ensure_trainable()?;
-    let test = root.join("Test");
-    if val_split.is_none() && test.is_dir() && training.root != root {
-        let test = ImageFolder::scan(&test)?;
-        test.ensure_trainable()?;
-        ensure_same_classes(&training, &test)?;
-        return Ok(DataSplits {
-            classes: training.classes,
-            train: training.images,
-            val: test.images,
-            validation: Validation::TestFolder,
-            ignored: [training.ignored, test.ignored].concat(),
-        });
-    }
-    let fraction = val_split.unwrap_or(DEFAULT_VAL_SPLIT);
-    ensure!((0.0..1.0).contains(&fraction), "--val-split must be in [0, 1), got {fraction}");
-    let (train, val) = hold_out_last(&training.images, training.classes.len(), fraction);
-    Ok(DataSplits {
-        classes: training.classes,
-        train,
-        val,
-        validation: Validation::HoldOut { fraction },
-        ignored: training.ignored,
-    })
+/// A Fruits-360 file name split into its recording and frame: `[r_|r2_|r3_]INDEX_100.jpg`
+/// names frame INDEX of the recording named by the prefix (none for the first recording);
+/// other names are one recording without frame numbers.
+pub fn video_frame(path: &Path) -> (String, Option<u64>) {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = name.split('.').next().unwrap_or_default();
+    let (recording, rest) = match stem.split_once('_') {
+        Some((prefix, rest))
+            if prefix.starts_with('r') && prefix[1..].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            (prefix.to_string(), rest)
+        }
+        _ => (String::new(), stem),
+    };
+    (recording, rest.split('_').next().and_then(|digits| digits.parse().ok()))
 }
 
-/// Splits off the last `fraction` (rounded, at least one when `fraction > 0`) of each class.
-/// `images` must be grouped by class in frame order, as [`ImageFolder::scan`] returns them.
-pub fn hold_out_last(
-    images: &[LabeledImage],
-    num_classes: usize,
-    fraction: f64,
-) -> (Vec<LabeledImage>, Vec<LabeledImage>) {
-    let mut train = Vec::new();
-    let mut val = Vec::new();
-    for label in 0..num_classes {
-        let class: Vec<&LabeledImage> = images.iter().filter(|i| i.label == label).collect();
-        let held = if fraction > 0.0 {
-            ((class.len() as f64 * fraction).round() as usize)
-                .clamp(1, class.len().saturating_sub(1).max(1))
-        } else {
-            0
-        };
-        let (keep, hold) = class.split_at(class.len() - held);
-        train.extend(keep.iter().map(|&i| i.clone()));
-        val.extend(hold.iter().map(|&i| i.clone()));
-    }
-    (train, val)
+/// Sort key putting Fruits-360 files in video-frame order: by frame index across recordings,
+/// then by name; names without a frame index sort after them, by name.
+pub fn frame_key(path: &Path) -> (u64, String) {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    (video_frame(path).1.unwrap_or(u64::MAX), name)
 }
 
 /// Keeps every `stride`-th video frame: Fruits-360 images whose frame index is a multiple of
@@ -281,18 +209,5 @@ mod tests {
             kept,
             ["0_100.jpg", "r_0_100.jpg", "2_100.jpg", "r_2_100.jpg", "a.jpg", "c.jpg"]
         );
-    }
-
-    #[test]
-    fn hold_out_takes_the_last_frames_of_each_class() {
-        let images: Vec<LabeledImage> = (0..2)
-            .flat_map(|label| {
-                (0..10).map(move |i| LabeledImage { path: format!("{label}/{i}").into(), label })
-            })
-            .collect();
-        let (train, val) = hold_out_last(&images, 2, 0.2);
-        assert_eq!(train.len(), 16);
-        let held: Vec<_> = val.iter().map(|i| i.path.to_string_lossy().into_owned()).collect();
-        assert_eq!(held, ["0/8", "0/9", "1/8", "1/9"]);
     }
 }

@@ -36,6 +36,15 @@ impl DecodedImages {
         let n = self.bytes_per_image();
         &self.pixels[index * n..(index + 1) * n]
     }
+
+    /// The images at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Self {
+        let mut pixels = Vec::with_capacity(indices.len() * self.bytes_per_image());
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+        }
+        Self { size: self.size, pixels, labels: indices.iter().map(|&i| self.labels[i]).collect() }
+    }
 }
 
 /// An image that could not be decoded, and why.
@@ -60,6 +69,10 @@ pub fn decode_all(
         .par_chunks_mut(per_image)
         .zip(images.par_iter())
         .map(|(out, image)| {
+            // After Ctrl-C the remaining images are left undecoded (the caller stops).
+            if crate::interrupt::requested() {
+                return None;
+            }
             let result = preprocess::load_square(&image.path, size as u32);
             progress(done.fetch_add(1, Ordering::Relaxed) + 1);
             match result {
@@ -97,13 +110,14 @@ pub struct Decoded {
     pub bad: Vec<BadImage>,
 }
 
-/// Decodes `files` at `size` pixels, with a progress bar labelled `label`.
-pub fn decode_labeled(files: &[LabeledImage], size: usize, label: &str) -> Decoded {
+/// Decodes `files` at `size` pixels, with a progress bar labelled `label`; Ctrl-C stops it.
+pub fn decode_labeled(files: &[LabeledImage], size: usize, label: &str) -> Result<Decoded> {
     let progress = crate::progress::Progress::new(label, files.len() as u64);
     let (images, bad) = decode_all(files, size, &|done| progress.update(done as u64, String::new));
     progress.finish();
+    crate::interrupt::check()?;
     let files = files.iter().filter(|f| !bad.iter().any(|b| b.path == f.path)).cloned().collect();
-    Decoded { images, files, bad }
+    Ok(Decoded { images, files, bad })
 }
 
 /// The policy for unreadable images: an error listing them, unless `skip_bad`.

@@ -5,8 +5,10 @@ pub mod dataset;
 pub mod decoded;
 pub mod inspect;
 pub mod loader;
+pub mod split;
 
 pub use augment::Augment;
-pub use dataset::{DataSplits, ImageFolder, LabeledImage, Validation, load_splits};
+pub use dataset::{ImageFolder, LabeledImage};
 pub use decoded::{BadImage, Decoded, DecodedImages, decode_all, decode_labeled};
 pub use loader::{Batch, BatchRecipe, Batches, SampleStream};
+pub use split::{DataSplits, ValSplit, Validation, load_splits};

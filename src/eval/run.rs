@@ -7,7 +7,9 @@ use anyhow::{Result, bail};
 use burn::tensor::Device;
 
 use super::{Evaluation, evaluate};
+use crate::config::Mode;
 use crate::data::{self, ImageFolder, LabeledImage};
+use crate::features::{FeatureStore, feature_identity, head_logits};
 use crate::inference::{Predictor, map_images};
 use crate::progress::Progress;
 use crate::run::RunDir;
@@ -67,17 +69,39 @@ pub fn evaluate_run(
 ) -> Result<RunEvaluation> {
     let predictor = Predictor::from_run(run, last, device)?;
     let files = evaluation_images(run, data, &predictor.classes)?;
-    let decoded = data::decode_labeled(&files, predictor.input.size, "decode");
+    let decoded = data::decode_labeled(&files, predictor.input.size, "decode")?;
     data::decoded::ensure_none_bad(&decoded.bad, skip_bad)?;
     for image in &decoded.bad {
         eprintln!("skipped unreadable image: {}", image.error);
     }
     let images = Arc::new(decoded.images);
-    let progress = Progress::new("evaluate", images.len() as u64);
-    let logits = map_images(&images, predictor.input.normalization, device, &progress, |x| {
-        predictor.model.forward(x)
-    })?;
-    progress.finish();
+    let config = run.read_record()?.config;
+    let logits = if config.mode == Mode::Frozen && config.feature_cache {
+        // A frozen backbone is the pretrained one: its features of these images may already
+        // be in the store (training computed them; a second evaluation certainly has).
+        let mut store = FeatureStore::open(&feature_identity(&config)?)?;
+        let backbone = &predictor.model.backbone;
+        let features = store.features(
+            backbone,
+            &images,
+            &decoded.files,
+            predictor.input.normalization,
+            device,
+            "features",
+        )?;
+        head_logits(&predictor.model.head, &features, device)?
+    } else {
+        let progress = Progress::new("evaluate", images.len() as u64);
+        let logits = map_images(
+            &images,
+            predictor.input.normalization,
+            device,
+            |n| progress.update(n as u64, String::new),
+            |x| predictor.model.forward(x),
+        )?;
+        progress.finish();
+        logits
+    };
     Ok(RunEvaluation {
         evaluation: evaluate(&logits, &images.labels, &predictor.classes)?,
         files: decoded.files,

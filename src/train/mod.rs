@@ -3,7 +3,6 @@
 
 pub mod batches;
 pub mod checkpoint;
-pub mod features;
 pub mod model;
 pub mod optim;
 pub mod prepare;
@@ -18,7 +17,6 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::Device;
 
 use crate::config::{Mode, TrainConfig};
-use crate::interrupt::Interrupt;
 use crate::run::{Environment, History, ResumeState, RunDir, RunRecord};
 use checkpoint::Optimizers;
 use trainer::Trainer;
@@ -31,13 +29,22 @@ pub struct Outcome {
 }
 
 /// Trains `config` into a new run folder `out`, or (`config` = `None`) continues the run in
-/// `out`, on `device`.
+/// `out`, on `device`. Ctrl-C during any phase ends it with `interrupted` set and the run
+/// resumable.
 pub fn start_or_resume(
     config: Option<TrainConfig>,
     out: &Path,
-    interrupt: &Interrupt,
     device: &Device,
 ) -> Result<Outcome> {
+    match open_and_train(config, out, device) {
+        Err(error) if crate::interrupt::is_interruption(&error) => {
+            Ok(Outcome { history: History::default(), interrupted: true })
+        }
+        outcome => outcome,
+    }
+}
+
+fn open_and_train(config: Option<TrainConfig>, out: &Path, device: &Device) -> Result<Outcome> {
     let (run, config, state) = match config {
         Some(config) => {
             let run = RunDir::create(out)?;
@@ -66,7 +73,7 @@ pub fn start_or_resume(
             "note: frozen mode caches backbone features of the plain images, so --augment is not applied; pass --no-feature-cache to augment (the backbone then runs every epoch)"
         );
     }
-    train(&config, &run, state, interrupt, device)
+    train(&config, &run, state, device)
 }
 
 /// Trains (or continues) the run in `run` until its epochs are done or Ctrl-C.
@@ -74,7 +81,6 @@ fn train(
     config: &TrainConfig,
     run: &RunDir,
     resume: Option<ResumeState>,
-    interrupt: &Interrupt,
     device: &Device,
 ) -> Result<Outcome> {
     let ad = device.clone().autodiff();
@@ -119,7 +125,6 @@ fn train(
         data,
         model,
         optimizers,
-        interrupt,
         loss: CrossEntropyLossConfig::new(),
     };
     trainer.train(&mut state)

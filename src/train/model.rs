@@ -5,7 +5,6 @@ use anyhow::Result;
 use burn::module::Module;
 use burn::tensor::Device;
 
-use super::features;
 use crate::config::{Init, Mode, TrainConfig};
 use crate::model::Classifier;
 use crate::weights;
@@ -22,18 +21,4 @@ pub fn build_model(config: &TrainConfig, num_classes: usize, ad: &Device) -> Res
         Mode::Finetune => model.backbone.train_from(config.train_from),
     };
     Ok(model)
-}
-
-/// Identifies the starting backbone, for the feature cache.
-pub fn backbone_identity(config: &TrainConfig) -> Result<String> {
-    Ok(match config.init {
-        Init::Imagenet => {
-            let path = match &config.weights {
-                Some(path) => path.clone(),
-                None => weights::fetch::cached_weights_path()?,
-            };
-            format!("imagenet|{:?}|{}", config.layout, features::file_identity(&path))
-        }
-        Init::Random => format!("random|{:?}|seed {}", config.layout, config.seed),
-    })
 }

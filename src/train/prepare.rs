@@ -25,10 +25,11 @@ pub fn prepare_data(config: &TrainConfig) -> Result<PreparedData> {
     let started = Instant::now();
     let mut splits = data::load_splits(&config.data, config.val_split)?;
     splits.train = data::dataset::every_nth_frame(splits.train, config.frame_stride);
+    data::split::ensure_usable(&splits)?;
     ensure!(!splits.val.is_empty(), "no validation images: use a larger --val-split");
     ensure_fits(config, splits.train.len() + splits.val.len())?;
-    let train = data::decode_labeled(&splits.train, config.image_size, "decode train");
-    let val = data::decode_labeled(&splits.val, config.image_size, "decode val");
+    let train = data::decode_labeled(&splits.train, config.image_size, "decode train")?;
+    let val = data::decode_labeled(&splits.val, config.image_size, "decode val")?;
     let bad: Vec<data::BadImage> = train.bad.into_iter().chain(val.bad).collect();
     data::decoded::ensure_none_bad(&bad, config.skip_bad_images)?;
     Ok(PreparedData {

@@ -76,17 +76,6 @@ fn loss_and_correct(
     Ok((loss, value, correct))
 }
 
-/// Logits of the head over rows of cached features, in chunks.
-pub fn head_logits(head: &Head, features: &[f32], device: &Device) -> Result<Vec<f32>> {
-    let mut logits = Vec::new();
-    for chunk in features.chunks(1024 * FEATURE_DIM) {
-        let n = chunk.len() / FEATURE_DIM;
-        let input = Tensor::from_data(TensorData::new(chunk.to_vec(), [n, FEATURE_DIM]), device);
-        logits.extend(rows(head.forward(input))?);
-    }
-    Ok(logits)
-}
-
 fn targets(labels: &[usize], device: &Device) -> Tensor<1, Int> {
     let values: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
     Tensor::from_data(TensorData::new(values, [labels.len()]), device)

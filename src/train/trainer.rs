@@ -11,17 +11,15 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::batches::{EpochBatches, StepInput, stream_seed};
 use super::checkpoint::{self, Optimizers};
-use super::features::{self, FeatureKey};
-use super::model::backbone_identity;
 use super::prepare::PreparedData;
 use super::record::{describe_epoch, epoch_record};
-use super::steps::{finetune_step, gather_features, head_logits, head_step};
+use super::steps::{finetune_step, gather_features, head_step};
 use super::{Outcome, optim};
 use crate::config::{Mode, TrainConfig};
-use crate::data::{BatchRecipe, DecodedImages, SampleStream};
+use crate::data::{BatchRecipe, SampleStream};
 use crate::eval::{self, Metrics};
+use crate::features::{FeatureStore, feature_identity, head_logits};
 use crate::inference::{self, map_images};
-use crate::interrupt::Interrupt;
 use crate::model::Classifier;
 use crate::model::resnet::FEATURE_DIM;
 use crate::progress::Progress;
@@ -44,31 +42,43 @@ pub struct Trainer<'a> {
     pub data: PreparedData,
     pub model: Classifier,
     pub optimizers: Optimizers,
-    pub interrupt: &'a Interrupt,
     pub loss: CrossEntropyLossConfig,
 }
 
 impl Trainer<'_> {
-    /// Trains until the configured epochs are done, the target accuracy is reached, or Ctrl-C.
+    /// Trains until the configured epochs are done, the target accuracy is reached, or Ctrl-C
+    /// (then a resumable checkpoint is saved, whatever the phase).
     pub fn train(&mut self, state: &mut ResumeState) -> Result<Outcome> {
+        match self.phases(state) {
+            Err(error) if crate::interrupt::is_interruption(&error) => {
+                checkpoint::save_resume(self.run, &self.model, &self.optimizers, state)?;
+                self.run.log(&format!(
+                    "interrupted in epoch {} after step {}; checkpoint saved",
+                    state.epochs_done + 1,
+                    state.step_in_epoch
+                ))?;
+                Ok(Outcome { history: state.history.clone(), interrupted: true })
+            }
+            outcome => outcome,
+        }
+    }
+
+    fn phases(&mut self, state: &mut ResumeState) -> Result<Outcome> {
         let config = self.config;
         if config.mode == Mode::Finetune && config.head_warmup_epochs > 0 && !state.head_warmup_done
         {
             self.warm_up_head(state)?;
         }
         let inputs = if config.mode == Mode::Frozen && config.feature_cache {
-            let train =
-                self.features_of(&self.data.train.clone(), true, "features train", state)?;
-            let val = self.features_of(&self.data.val.clone(), false, "features val", state)?;
+            let train = self.features_of(true, "features train", state)?;
+            let val = self.features_of(false, "features val", state)?;
             Inputs::Features { train: Arc::new(train), val: Arc::new(val) }
         } else {
             Inputs::Images
         };
         let mut best = state.history.best().map_or(f64::NEG_INFINITY, |b| b.val_accuracy);
         while state.epochs_done < config.epochs {
-            if self.train_epoch(&inputs, state)? {
-                return Ok(Outcome { history: state.history.clone(), interrupted: true });
-            }
+            self.train_epoch(&inputs, state)?;
             self.finish_epoch(&inputs, state, &mut best)?;
             if state.finished {
                 break;
@@ -77,9 +87,8 @@ impl Trainer<'_> {
         Ok(Outcome { history: state.history.clone(), interrupted: false })
     }
 
-    /// The optimizer steps of the current epoch; `true` when Ctrl-C stopped it (the resume
-    /// checkpoint is then saved).
-    fn train_epoch(&mut self, inputs: &Inputs, state: &mut ResumeState) -> Result<bool> {
+    /// The optimizer steps of the current epoch; Ctrl-C stops it after a step.
+    fn train_epoch(&mut self, inputs: &Inputs, state: &mut ResumeState) -> Result<()> {
         let config = self.config;
         let train_len = self.data.train.len();
         let steps_per_epoch = config.steps_in_epoch(train_len);
@@ -122,21 +131,13 @@ impl Trainer<'_> {
                     sums.images as f64 / sums.seconds.max(1e-9)
                 )
             });
-            if self.interrupt.requested() {
-                sums.waited_seconds += batches.waited();
-                progress.finish();
-                checkpoint::save_resume(self.run, &self.model, &self.optimizers, state)?;
-                self.run.log(&format!(
-                    "interrupted in epoch {} after step {}; checkpoint saved",
-                    state.epochs_done + 1,
-                    state.step_in_epoch
-                ))?;
-                return Ok(true);
+            if crate::interrupt::requested() {
+                break;
             }
         }
         sums.waited_seconds += batches.waited();
         progress.finish();
-        Ok(false)
+        crate::interrupt::check()
     }
 
     /// Validation, the epoch's record, the best model, and the checkpoint at an epoch's end.
@@ -192,28 +193,22 @@ impl Trainer<'_> {
         checkpoint::save_resume(self.run, &self.model, &self.optimizers, state)
     }
 
-    /// Features of `data` through the inference backbone, via the disk cache.
-    fn features_of(
-        &self,
-        data: &Arc<DecodedImages>,
-        train: bool,
-        label: &str,
-        state: &mut ResumeState,
-    ) -> Result<Vec<f32>> {
+    /// Features of `data` (the training or the validation images) through the inference
+    /// backbone, from the feature store where it has them.
+    fn features_of(&self, train: bool, label: &str, state: &mut ResumeState) -> Result<Vec<f32>> {
         let started = Instant::now();
-        let files = if train { &self.data.train_files } else { &self.data.val_files };
-        let key = FeatureKey::new(
-            &backbone_identity(self.config)?,
-            self.config.image_size,
-            self.config.normalization,
-            files,
-        );
-        let values = features::features(
+        let (data, files) = if train {
+            (&self.data.train, &self.data.train_files)
+        } else {
+            (&self.data.val, &self.data.val_files)
+        };
+        let mut store = FeatureStore::open(&feature_identity(self.config)?)?;
+        let values = store.features(
             &self.model.backbone.inference(),
             data,
+            files,
             self.config.normalization,
             &self.device,
-            Some(&key),
             label,
         )?;
         state.history.feature_seconds += started.elapsed().as_secs_f64();
@@ -223,8 +218,7 @@ impl Trainer<'_> {
     /// Linear probing before fine-tuning: trains the new top alone on cached features so
     /// the backbone's first updates follow useful gradients, not a random head's.
     fn warm_up_head(&mut self, state: &mut ResumeState) -> Result<()> {
-        let features =
-            Arc::new(self.features_of(&self.data.train.clone(), true, "features train", state)?);
+        let features = Arc::new(self.features_of(true, "features train", state)?);
         let labels = self.data.train.labels.clone();
         let stream = SampleStream::new(labels.len(), stream_seed(self.config.seed, "head warm-up"));
         let mut optim = optim::build(self.config);
@@ -345,7 +339,7 @@ impl Trainer<'_> {
                     &self.data.val,
                     self.config.normalization,
                     &self.device,
-                    &progress,
+                    |n| progress.update(n as u64, String::new),
                     |x| model.forward(x),
                 )?
             }

@@ -1,0 +1,364 @@
+//! Choosing the validation images. Fruits-360 photographs each fruit in a few short videos
+//! (recordings) while it turns; neighbouring frames are near-copies, and a new split (its own
+//! `Test/`) holds whole arcs of a turn that training never saw. So validation holds out
+//! contiguous runs of frames, or whole recordings, never scattered frames.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+
+use super::dataset::{
+    ImageFolder, LabeledImage, ensure_same_classes, training_folder, video_frame,
+};
+use super::loader::mix;
+
+/// How the validation images are chosen (`--val-split`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ValSplit {
+    /// The dataset's own `Test/` folder.
+    Test,
+    /// The last fraction of each class's frames: the end of every recording.
+    Tail(f64),
+    /// In every recording, one contiguous run of frames (this fraction of it) at a fixed,
+    /// pseudo-random place in the turn.
+    Blocks(f64),
+    /// Whole recordings: one of each class's recordings (classes with a single recording
+    /// fall back to a block of 20% of it).
+    Recordings,
+}
+
+/// Where the validation images of a run came from (recorded in `config.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validation {
+    /// The dataset's own `Test/` folder.
+    TestFolder,
+    /// The last `fraction` of each training class, in frame order.
+    HoldOut { fraction: f64 },
+    /// A contiguous run of `fraction` of each recording's frames.
+    Blocks { fraction: f64 },
+    /// Whole recordings of the training classes.
+    Recordings,
+}
+
+/// Training and validation images with their shared class list.
+#[derive(Clone, Debug)]
+pub struct DataSplits {
+    pub classes: Vec<String>,
+    pub train: Vec<LabeledImage>,
+    pub val: Vec<LabeledImage>,
+    pub validation: Validation,
+    pub ignored: Vec<PathBuf>,
+}
+
+impl std::str::FromStr for ValSplit {
+    type Err = String;
+
+    /// `test`, `recordings` (or `video`), `blocks:F`, `tail:F`, or a bare fraction `F` (tail).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let fraction = |value: &str| -> Result<f64, String> {
+            let f: f64 = value.parse().map_err(|_| format!("`{value}` is not a fraction"))?;
+            if f > 0.0 && f < 1.0 {
+                Ok(f)
+            } else {
+                Err(format!("the fraction must be in (0, 1), got {value}"))
+            }
+        };
+        match text {
+            "test" => Ok(ValSplit::Test),
+            "recordings" | "video" => Ok(ValSplit::Recordings),
+            _ => match text.split_once(':') {
+                Some(("blocks", value)) => Ok(ValSplit::Blocks(fraction(value)?)),
+                Some(("tail", value)) => Ok(ValSplit::Tail(fraction(value)?)),
+                None => fraction(text).map(ValSplit::Tail).map_err(|error| {
+                    format!("{error}: use blocks:F, tail:F, recordings, test or a fraction")
+                }),
+                _ => Err(format!("`{text}`: use blocks:F, tail:F, recordings, test or a fraction")),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for ValSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ValSplit::Test => write!(f, "test"),
+            ValSplit::Tail(fraction) => write!(f, "tail:{fraction}"),
+            ValSplit::Blocks(fraction) => write!(f, "blocks:{fraction}"),
+            ValSplit::Recordings => write!(f, "recordings"),
+        }
+    }
+}
+
+impl Serialize for ValSplit {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ValSplit {
+    /// The text form; configurations written before the modes existed hold a fraction (the
+    /// tail) or nothing (the dataset's `Test/`).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Text(String),
+            Fraction(f64),
+            Missing(()),
+        }
+        match Stored::deserialize(deserializer)? {
+            Stored::Text(text) => text.parse().map_err(serde::de::Error::custom),
+            Stored::Fraction(fraction) => Ok(ValSplit::Tail(fraction)),
+            Stored::Missing(()) => Ok(ValSplit::Test),
+        }
+    }
+}
+
+/// Reads a dataset root (`Training/` and maybe `Test/`, or a folder of class folders) and
+/// chooses the validation images.
+pub fn load_splits(root: &Path, split: ValSplit) -> Result<DataSplits> {
+    let training = ImageFolder::scan(&training_folder(root))?;
+    training.ensure_trainable()?;
+    // A Test/ folder must name the same classes, whether or not it validates: it is what the
+    // model will be evaluated on.
+    let folder = root.join("Test");
+    let test = if folder.is_dir() && training.root != root {
+        let test = ImageFolder::scan(&folder)?;
+        ensure_same_classes(&training, &test)?;
+        Some(test)
+    } else {
+        None
+    };
+    let classes = training.classes.len();
+    let (train, val, validation) = match split {
+        ValSplit::Test => {
+            let Some(test) = test else {
+                bail!(
+                    "{} has no Test/ folder to validate on: use --val-split blocks:0.2",
+                    root.display()
+                );
+            };
+            test.ensure_trainable()?;
+            let ignored = [training.ignored.clone(), test.ignored].concat();
+            return Ok(DataSplits {
+                classes: training.classes,
+                train: training.images,
+                val: test.images,
+                validation: Validation::TestFolder,
+                ignored,
+            });
+        }
+        ValSplit::Tail(fraction) => {
+            let (train, val) = hold_out_last(&training.images, classes, fraction);
+            (train, val, Validation::HoldOut { fraction })
+        }
+        ValSplit::Blocks(fraction) => {
+            let (train, val) = hold_out_blocks(&training.images, classes, fraction);
+            (train, val, Validation::Blocks { fraction })
+        }
+        ValSplit::Recordings => {
+            let (train, val) = hold_out_recordings(&training.images, classes);
+            (train, val, Validation::Recordings)
+        }
+    };
+    Ok(DataSplits { classes: training.classes, train, val, validation, ignored: training.ignored })
+}
+
+/// Images held out of one group of frames: at least one, and never all of them.
+fn held_count(frames: usize, fraction: f64) -> usize {
+    ((frames as f64 * fraction).round() as usize).clamp(1, frames.saturating_sub(1).max(1))
+}
+
+/// Splits off the last `fraction` of each class. `images` must be grouped by class in frame
+/// order, as [`ImageFolder::scan`] returns them.
+pub fn hold_out_last(
+    images: &[LabeledImage],
+    num_classes: usize,
+    fraction: f64,
+) -> (Vec<LabeledImage>, Vec<LabeledImage>) {
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for label in 0..num_classes {
+        let class: Vec<&LabeledImage> = images.iter().filter(|i| i.label == label).collect();
+        let held = held_count(class.len(), fraction);
+        let (keep, hold) = class.split_at(class.len() - held);
+        train.extend(keep.iter().map(|&i| i.clone()));
+        val.extend(hold.iter().map(|&i| i.clone()));
+    }
+    (train, val)
+}
+
+/// The recordings of one class: its images grouped by recording, each in frame order.
+fn recordings(class: &[&LabeledImage]) -> Vec<(String, Vec<LabeledImage>)> {
+    let mut groups: Vec<(String, Vec<LabeledImage>)> = Vec::new();
+    for image in class {
+        let (recording, _) = video_frame(&image.path);
+        match groups.iter_mut().find(|(name, _)| *name == recording) {
+            Some((_, frames)) => frames.push((*image).clone()),
+            None => groups.push((recording, vec![(*image).clone()])),
+        }
+    }
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    groups
+}
+
+/// A stable pseudo-random number for a class and recording: the same split in every run,
+/// whatever the training seed, so runs are compared on the same images.
+fn place(label: usize, recording: &str) -> u64 {
+    recording.bytes().fold(mix(0x5EED, label as u64), |acc, b| mix(acc, b as u64))
+}
+
+/// Splits off one contiguous run of `fraction` of every recording's frames, at a place in
+/// the turn fixed per class and recording.
+pub fn hold_out_blocks(
+    images: &[LabeledImage],
+    num_classes: usize,
+    fraction: f64,
+) -> (Vec<LabeledImage>, Vec<LabeledImage>) {
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for label in 0..num_classes {
+        let class: Vec<&LabeledImage> = images.iter().filter(|i| i.label == label).collect();
+        for (recording, frames) in recordings(&class) {
+            let held = held_count(frames.len(), fraction);
+            let start = (place(label, &recording) % (frames.len() - held + 1) as u64) as usize;
+            for (i, image) in frames.into_iter().enumerate() {
+                if (start..start + held).contains(&i) { val.push(image) } else { train.push(image) }
+            }
+        }
+    }
+    (train, val)
+}
+
+/// Splits off one whole recording of each class that has several (chosen per class, fixed);
+/// a class with a single recording gives a block of 20% of it instead.
+pub fn hold_out_recordings(
+    images: &[LabeledImage],
+    num_classes: usize,
+) -> (Vec<LabeledImage>, Vec<LabeledImage>) {
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for label in 0..num_classes {
+        let class: Vec<&LabeledImage> = images.iter().filter(|i| i.label == label).collect();
+        let groups = recordings(&class);
+        if groups.len() < 2 {
+            let owned: Vec<LabeledImage> = class.into_iter().cloned().collect();
+            let (t, v) = hold_out_blocks(&owned, num_classes, 0.2);
+            train.extend(t);
+            val.extend(v);
+            continue;
+        }
+        let chosen = (place(label, "recording") % groups.len() as u64) as usize;
+        for (i, (_, frames)) in groups.into_iter().enumerate() {
+            if i == chosen { val.extend(frames) } else { train.extend(frames) }
+        }
+    }
+    (train, val)
+}
+
+/// Checks a split for what would make training or validation mean little, in words.
+pub fn ensure_usable(splits: &DataSplits) -> Result<()> {
+    ensure!(
+        splits.classes.len() >= 2,
+        "the dataset has {} class: a classifier needs at least two",
+        splits.classes.len()
+    );
+    let mut train_counts = vec![0usize; splits.classes.len()];
+    for image in &splits.train {
+        train_counts[image.label] += 1;
+    }
+    let empty: Vec<&String> = splits
+        .classes
+        .iter()
+        .zip(&train_counts)
+        .filter(|(_, n)| **n == 0)
+        .map(|(c, _)| c)
+        .collect();
+    ensure!(
+        empty.is_empty(),
+        "{} class(es) have no training images left after holding out validation images: {} (add images, or validate on a Test/ folder)",
+        empty.len(),
+        empty.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two classes, each with two recordings of 10 frames.
+    fn images() -> Vec<LabeledImage> {
+        let mut images = Vec::new();
+        for label in 0..2 {
+            for i in 0..10 {
+                for prefix in ["", "r_"] {
+                    let path = PathBuf::from(format!("{label}/{prefix}{i}_100.jpg"));
+                    images.push(LabeledImage { path, label });
+                }
+            }
+        }
+        images
+    }
+
+    fn names(images: &[LabeledImage]) -> Vec<String> {
+        images.iter().map(|i| i.path.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn tail_takes_the_last_frames_of_each_class() {
+        let (train, val) = hold_out_last(&images(), 2, 0.2);
+        assert_eq!(train.len(), 32);
+        assert_eq!(
+            names(&val)[..4],
+            ["0/8_100.jpg", "0/r_8_100.jpg", "0/9_100.jpg", "0/r_9_100.jpg"]
+        );
+    }
+
+    #[test]
+    fn blocks_hold_out_a_contiguous_run_of_every_recording() {
+        let (train, val) = hold_out_blocks(&images(), 2, 0.3);
+        assert_eq!((train.len(), val.len()), (28, 12));
+        for label in 0..2 {
+            for prefix in ["", "r_"] {
+                let frames: Vec<u64> = val
+                    .iter()
+                    .filter(|i| {
+                        i.label == label && video_frame(&i.path).0 == prefix.trim_end_matches('_')
+                    })
+                    .filter_map(|i| video_frame(&i.path).1)
+                    .collect();
+                assert_eq!(frames.len(), 3, "{label} {prefix:?}");
+                assert!(
+                    frames.windows(2).all(|w| w[1] == w[0] + 1),
+                    "{frames:?} is not contiguous"
+                );
+            }
+        }
+        assert_eq!(hold_out_blocks(&images(), 2, 0.3).1, val, "the split is fixed");
+    }
+
+    #[test]
+    fn recordings_hold_out_whole_videos() {
+        let (train, val) = hold_out_recordings(&images(), 2);
+        assert_eq!((train.len(), val.len()), (20, 20));
+        for label in 0..2 {
+            let held: std::collections::BTreeSet<String> =
+                val.iter().filter(|i| i.label == label).map(|i| video_frame(&i.path).0).collect();
+            assert_eq!(held.len(), 1, "one recording per class");
+        }
+    }
+
+    #[test]
+    fn split_specs_parse_and_old_configs_still_read() {
+        assert_eq!("blocks:0.2".parse::<ValSplit>().unwrap(), ValSplit::Blocks(0.2));
+        assert_eq!("0.25".parse::<ValSplit>().unwrap(), ValSplit::Tail(0.25));
+        assert_eq!("video".parse::<ValSplit>().unwrap(), ValSplit::Recordings);
+        for bad in ["1.5", "blocks:0", "blocks:x", "frames", "-0.1", "NaN"] {
+            assert!(bad.parse::<ValSplit>().is_err(), "{bad}");
+        }
+        let old: ValSplit = serde_json::from_str("0.2").unwrap();
+        assert_eq!(old, ValSplit::Tail(0.2));
+        assert_eq!(serde_json::from_str::<ValSplit>("null").unwrap(), ValSplit::Test);
+        assert_eq!(serde_json::to_string(&ValSplit::Blocks(0.2)).unwrap(), "\"blocks:0.2\"");
+    }
+}
