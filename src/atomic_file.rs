@@ -36,6 +36,18 @@ fn temporary_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
+/// Whether `path` is a temporary file of [`write`] (`.NAME.PID.tmp`): left behind only when a
+/// process was killed while writing, and safe to remove by the folder's next writer.
+pub fn is_temporary(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    inner.rsplit_once('.').is_some_and(|(file, pid)| {
+        !file.is_empty() && !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit())
+    })
+}
+
 fn sync_parent(path: &Path) -> Result<()> {
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -58,6 +70,15 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"new");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "only the target file should remain");
+    }
+
+    #[test]
+    fn temporaries_are_recognised_by_name() {
+        let dir = Path::new("/run");
+        assert!(is_temporary(&temporary_sibling(&dir.join("model-best.safetensors"))));
+        for other in ["model-best.safetensors", ".hidden", ".x.tmp", ".x.12a.tmp", "a.123.tmp"] {
+            assert!(!is_temporary(&dir.join(other)), "{other}");
+        }
     }
 
     #[test]

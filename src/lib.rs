@@ -3,6 +3,7 @@
 pub mod atomic_file;
 pub mod bench;
 pub mod cam;
+pub mod checksum;
 pub mod cli;
 pub mod config;
 pub mod data;

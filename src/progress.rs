@@ -9,9 +9,18 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Interval between plain progress lines when stderr is not a terminal.
 const LINE_INTERVAL: Duration = Duration::from_secs(20);
 
+/// What a bar counts: images (its rate is shown in img/s), or optimizer steps (the caller's
+/// message carries the rate in images).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Images,
+    Steps,
+}
+
 pub struct Progress {
     bar: Option<ProgressBar>,
     label: String,
+    unit: Unit,
     total: u64,
     /// Items already done when this bar started (a resumed epoch): not counted in the rate.
     initial: u64,
@@ -20,15 +29,33 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// A bar over `total` images.
     pub fn new(label: &str, total: u64) -> Self {
+        Self::counting(label, total, Unit::Images)
+    }
+
+    /// A bar over `total` optimizer steps.
+    pub fn steps(label: &str, total: u64) -> Self {
+        Self::counting(label, total, Unit::Steps)
+    }
+
+    fn counting(label: &str, total: u64, unit: Unit) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
+            let template = match unit {
+                Unit::Images => "{prefix:>14} [{bar:30}] {pos}/{len} {rate} ETA {eta} {msg}",
+                Unit::Steps => "{prefix:>14} [{bar:30}] {pos}/{len} steps ETA {eta} {msg}",
+            };
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>12} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
+                ProgressStyle::with_template(template)
+                    .expect("valid template")
+                    .with_key(
+                        "rate",
+                        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = write!(w, "{:.0} img/s", state.per_sec());
+                        },
+                    )
+                    .progress_chars("=> "),
             );
             bar.set_prefix(label.to_string());
             bar
@@ -37,6 +64,7 @@ impl Progress {
         Self {
             bar,
             label: label.to_string(),
+            unit,
             total,
             initial: 0,
             started: now,
@@ -70,13 +98,17 @@ impl Progress {
         }
     }
 
-    /// `label: position/total (percent) rate ETA`, the rate counting only the items done since
-    /// this bar started.
+    /// `label: position/total (percent) [rate] ETA`, the rate and ETA counting only the items
+    /// done since this bar started.
     fn plain_line(&self, position: u64, elapsed_seconds: f64) -> String {
         let rate = position.saturating_sub(self.initial) as f64 / elapsed_seconds.max(1e-9);
         let eta = self.total.saturating_sub(position) as f64 / rate.max(1e-9);
+        let rate = match self.unit {
+            Unit::Images => format!(" {rate:.0} img/s"),
+            Unit::Steps => String::new(),
+        };
         format!(
-            "{}: {position}/{} ({:.0}%) {rate:.1}/s ETA {eta:.0}s",
+            "{}: {position}/{} ({:.0}%){rate} ETA {eta:.0}s",
             self.label,
             self.total,
             100.0 * position as f64 / self.total.max(1) as f64,
@@ -110,9 +142,11 @@ mod tests {
 
     #[test]
     fn a_resumed_bar_counts_only_the_items_done_since_it_started() {
-        let fresh = Progress::new("epoch 1/2", 500);
-        assert_eq!(fresh.plain_line(100, 10.0), "epoch 1/2: 100/500 (20%) 10.0/s ETA 40s");
-        let resumed = Progress::new("epoch 1/2", 500).starting_at(300);
-        assert_eq!(resumed.plain_line(400, 10.0), "epoch 1/2: 400/500 (80%) 10.0/s ETA 10s");
+        let fresh = Progress::steps("epoch 1/2", 500);
+        assert_eq!(fresh.plain_line(100, 10.0), "epoch 1/2: 100/500 (20%) ETA 40s");
+        let resumed = Progress::steps("epoch 1/2", 500).starting_at(300);
+        assert_eq!(resumed.plain_line(400, 10.0), "epoch 1/2: 400/500 (80%) ETA 10s");
+        let images = Progress::new("features", 1000);
+        assert_eq!(images.plain_line(500, 10.0), "features: 500/1000 (50%) 50 img/s ETA 10s");
     }
 }

@@ -39,7 +39,9 @@ pub fn execute(args: CompareArgs) -> Result<ExitCode> {
             .map(|(init, name)| {
                 let mut flags = args.flags.clone();
                 flags.init = init;
-                new_or_same(flags.config(data.clone()), args.out.join(name))
+                let config = flags.config(data.clone());
+                config.validate()?;
+                new_or_same(config, args.out.join(name))
             })
             .collect::<Result<_>>()?,
         None => args.runs.iter().map(|dir| (None, dir.clone())).collect(),

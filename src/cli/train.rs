@@ -194,6 +194,7 @@ pub fn execute(args: TrainArgs) -> Result<ExitCode> {
         Some(config) => config.clone(),
         None => RunDir::open(&out)?.read_record()?.config,
     };
+    config.validate()?;
     let device = config.compute().setup()?;
     let outcome = train::start_or_resume(new, &out, &device)?;
     if outcome.interrupted {

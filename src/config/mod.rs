@@ -2,6 +2,7 @@
 //! recipes that fill it in (see [`recipe`]).
 
 pub mod recipe;
+pub mod validate;
 
 use std::path::PathBuf;
 

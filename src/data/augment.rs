@@ -36,6 +36,33 @@ impl Augment {
         *self == Self::default()
     }
 
+    /// What is out of range, in words (empty when the ranges make sense).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut range = |name: &str, value: f32, low: f32, high: f32, open: bool| {
+            let ok = value.is_finite()
+                && value >= low
+                && if open { value < high } else { value <= high };
+            if !ok {
+                let bracket = if open { ")" } else { "]" };
+                problems.push(format!("{name} must be in [{low}, {high}{bracket}, got {value}"));
+            }
+        };
+        range("rotation", self.rotation, 0.0, 180.0, false);
+        range("shear", self.shear, 0.0, 90.0, true);
+        range("zoom", self.zoom, 0.0, 1.0, true);
+        range("width_shift", self.width_shift, 0.0, 1.0, false);
+        range("height_shift", self.height_shift, 0.0, 1.0, false);
+        if let Some((low, high)) = self.brightness {
+            range("brightness (low)", low, 0.0, 10.0, false);
+            range("brightness (high)", high, 0.0, 10.0, false);
+            if low > high {
+                problems.push(format!("brightness range {low}:{high} has low above high"));
+            }
+        }
+        problems
+    }
+
     /// Draws one random transform, in Keras' order of draws.
     pub fn sample(&self, rng: &mut impl Rng) -> Transform {
         let mut uniform =

@@ -27,6 +27,8 @@ pub struct ImageFolder {
     pub ignored: Vec<PathBuf>,
     /// Class folders without a single image.
     pub empty_classes: Vec<PathBuf>,
+    /// Images inside sub-folders of class folders: not used (a class is one folder).
+    pub nested: Vec<PathBuf>,
 }
 
 impl ImageFolder {
@@ -52,17 +54,29 @@ impl ImageFolder {
         let mut images = Vec::new();
         let mut ignored = Vec::new();
         let mut empty = Vec::new();
+        let mut nested = Vec::new();
         for (label, class) in classes.iter().enumerate() {
             let folder = root.join(class);
-            let (mut files, others) = list_images(&folder)?;
+            let listing = list_images(&folder)?;
+            let (mut files, others) = (listing.images, listing.others);
             ignored.extend(others);
+            for sub_folder in listing.folders {
+                nested.extend(images_below(&sub_folder, NESTING_LIMIT));
+            }
             if files.is_empty() {
                 empty.push(folder.clone());
             }
             files.sort_by_cached_key(|path| frame_key(path));
             images.extend(files.into_iter().map(|path| LabeledImage { path, label }));
         }
-        Ok(Self { root: root.to_path_buf(), classes, images, ignored, empty_classes: empty })
+        Ok(Self {
+            root: root.to_path_buf(),
+            classes,
+            images,
+            ignored,
+            empty_classes: empty,
+            nested,
+        })
     }
 
     /// Every class needs images to learn (and a label no image has would skew the metrics).
@@ -88,15 +102,45 @@ fn is_hidden(path: &Path) -> bool {
     path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
 
-/// Image files and other (non-hidden) files of a class folder.
-fn list_images(folder: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+/// How deep below a class folder images are looked for, to report them (and not to follow a
+/// symbolic-link loop forever).
+const NESTING_LIMIT: usize = 8;
+
+/// What a class folder holds.
+struct Listing {
+    images: Vec<PathBuf>,
+    /// Files that are not images by extension.
+    others: Vec<PathBuf>,
+    /// Sub-folders.
+    folders: Vec<PathBuf>,
+}
+
+/// Image files below `folder` (at most `depth` levels down).
+fn images_below(folder: &Path, depth: usize) -> Vec<PathBuf> {
+    let Ok(listing) = list_images(folder) else { return Vec::new() };
+    let mut found = listing.images;
+    if depth > 0 {
+        for sub_folder in listing.folders {
+            found.extend(images_below(&sub_folder, depth - 1));
+        }
+    }
+    found
+}
+
+/// Image files, other (non-hidden) files and sub-folders of a class folder.
+fn list_images(folder: &Path) -> Result<Listing> {
     let mut images = Vec::new();
     let mut others = Vec::new();
+    let mut folders = Vec::new();
     let entries =
         std::fs::read_dir(folder).with_context(|| format!("cannot read {}", folder.display()))?;
     for entry in entries {
         let path = entry.with_context(|| format!("cannot list {}", folder.display()))?.path();
-        if is_hidden(&path) || path.is_dir() {
+        if is_hidden(&path) {
+            continue;
+        }
+        if path.is_dir() {
+            folders.push(path);
             continue;
         }
         let is_image = path.extension().is_some_and(|extension| {
@@ -105,7 +149,7 @@ fn list_images(folder: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         });
         if is_image { images.push(path) } else { others.push(path) }
     }
-    Ok((images, others))
+    Ok(Listing { images, others, folders })
 }
 
 /// The training folder of a dataset root: `ROOT/Training` if it exists, else ROOT itself.

@@ -22,6 +22,8 @@ pub struct SplitReport {
     pub unreadable: Vec<BadImage>,
     /// Files in class folders without an image extension (not used).
     pub ignored_files: Vec<PathBuf>,
+    /// Images in sub-folders of class folders (not used).
+    pub nested_images: Vec<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -56,6 +58,14 @@ pub fn inspect(root: &Path) -> Result<InspectReport> {
     for split in &splits {
         for bad in &split.unreadable {
             problems.push(format!("unreadable: {}", bad.error));
+        }
+        if let Some(first) = split.nested_images.first() {
+            problems.push(format!(
+                "{} image(s) in sub-folders of class folders of {} are not used (a class is one folder), e.g. {}",
+                split.nested_images.len(),
+                split.folder.display(),
+                first.display()
+            ));
         }
         if !split.ignored_files.is_empty() {
             problems.push(format!(
@@ -99,6 +109,7 @@ fn inspect_split(folder: &ImageFolder) -> SplitReport {
         image_sizes,
         unreadable,
         ignored_files: folder.ignored.clone(),
+        nested_images: folder.nested.clone(),
     }
 }
 

@@ -50,6 +50,8 @@ pub struct DataSplits {
     pub val: Vec<LabeledImage>,
     pub validation: Validation,
     pub ignored: Vec<PathBuf>,
+    /// Images in sub-folders of class folders (not used).
+    pub nested: Vec<PathBuf>,
 }
 
 impl std::str::FromStr for ValSplit {
@@ -141,13 +143,13 @@ pub fn load_splits(root: &Path, split: ValSplit) -> Result<DataSplits> {
                 );
             };
             test.ensure_trainable()?;
-            let ignored = [training.ignored.clone(), test.ignored].concat();
             return Ok(DataSplits {
                 classes: training.classes,
                 train: training.images,
                 val: test.images,
                 validation: Validation::TestFolder,
-                ignored,
+                ignored: [training.ignored, test.ignored].concat(),
+                nested: [training.nested, test.nested].concat(),
             });
         }
         ValSplit::Tail(fraction) => {
@@ -163,7 +165,14 @@ pub fn load_splits(root: &Path, split: ValSplit) -> Result<DataSplits> {
             (train, val, Validation::Recordings)
         }
     };
-    Ok(DataSplits { classes: training.classes, train, val, validation, ignored: training.ignored })
+    Ok(DataSplits {
+        classes: training.classes,
+        train,
+        val,
+        validation,
+        ignored: training.ignored,
+        nested: training.nested,
+    })
 }
 
 /// Images held out of one group of frames: at least one, and never all of them.

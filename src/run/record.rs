@@ -69,4 +69,7 @@ pub struct DatasetSummary {
     pub skipped_images: Vec<BadImage>,
     /// Non-image files found in class folders (not used).
     pub ignored_files: Vec<PathBuf>,
+    /// Images in sub-folders of class folders (not used).
+    #[serde(default)]
+    pub nested_images: Vec<PathBuf>,
 }

@@ -21,6 +21,9 @@ pub struct ResumeState {
     pub history: History,
     pub model_file: String,
     pub optimizer_files: HashMap<String, String>,
+    /// SHA-256 of each checkpoint file named above, checked before resuming.
+    #[serde(default)]
+    pub checksums: HashMap<String, String>,
     /// True once the configured epochs are all done.
     pub finished: bool,
 }
@@ -37,6 +40,7 @@ impl ResumeState {
             history,
             model_file: String::new(),
             optimizer_files: HashMap::new(),
+            checksums: HashMap::new(),
             finished: false,
         }
     }

@@ -1,6 +1,7 @@
 //! Training: the data of a run, the model it trains, the epoch loop with its steps and
 //! optimizers, the feature cache, checkpoints and resumption.
 
+pub mod announce;
 pub mod batches;
 pub mod checkpoint;
 pub mod model;
@@ -45,19 +46,20 @@ pub fn start_or_resume(
 }
 
 fn open_and_train(config: Option<TrainConfig>, out: &Path, device: &Device) -> Result<Outcome> {
-    let (run, config, state) = match config {
+    let (run, config, state, _lock) = match config {
         Some(config) => {
-            let run = RunDir::create(out)?;
+            let (run, lock) = RunDir::create(out)?;
             let record = RunRecord {
                 config: config.clone(),
                 environment: Environment::capture(config.backend.name()),
                 dataset: None,
             };
             run.write_record(&record)?;
-            (run, config, None)
+            (run, config, None, lock)
         }
         None => {
             let run = RunDir::open(out)?;
+            let lock = run.lock_for_writing()?;
             let config = run.read_record()?.config;
             let state =
                 run.resume_file("state.json").exists().then(|| run.read_resume()).transpose()?;
@@ -65,7 +67,7 @@ fn open_and_train(config: Option<TrainConfig>, out: &Path, device: &Device) -> R
                 eprintln!("{} has already finished all its epochs", out.display());
                 return Ok(Outcome { history: state.history.clone(), interrupted: false });
             }
-            (run, config, state)
+            (run, config, state, lock)
         }
     };
     if config.mode == Mode::Frozen && config.feature_cache && !config.augment.is_identity() {
@@ -98,6 +100,14 @@ fn train(
         run.write_classes(&data.classes)?;
     }
     record_dataset(run, &data)?;
+    for line in announce::header(config, &data, &run.path, resume.as_ref()) {
+        eprintln!("{line}");
+        run.log(line.trim())?;
+    }
+    for warning in announce::warnings(config, &data) {
+        eprintln!("warning: {warning}");
+        run.log(&format!("warning: {warning}"))?;
+    }
 
     let mut model = model::build_model(config, data.classes.len(), &ad)?;
     let mut optimizers = Optimizers::new(config);

@@ -41,6 +41,7 @@ pub fn prepare_data(config: &TrainConfig) -> Result<PreparedData> {
             validation: splits.validation,
             skipped_images: bad,
             ignored_files: splits.ignored,
+            nested_images: splits.nested,
         },
         train_files: train.files,
         val_files: val.files,

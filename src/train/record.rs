@@ -31,7 +31,23 @@ pub fn epoch_record(
     }
 }
 
-/// One line for the screen and the log.
+/// The epoch in one line of at most 100 columns, for the screen.
+pub fn summarise_epoch(record: &EpochRecord, epochs: usize) -> String {
+    format!(
+        "epoch {}/{}: train {:.4} / {:.2}% | val {:.4} / {:.2}% (top-5 {:.2}%) | {:.0}s, {:.1} img/s",
+        record.epoch,
+        epochs,
+        record.train_loss,
+        100.0 * record.train_accuracy,
+        record.val_loss,
+        100.0 * record.val_accuracy,
+        100.0 * record.val_top5_accuracy,
+        record.train_seconds + record.val_seconds,
+        record.train_images_per_second,
+    )
+}
+
+/// The epoch with every measurement, for the log.
 pub fn describe_epoch(record: &EpochRecord, epochs: usize) -> String {
     format!(
         "epoch {}/{}: train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}% top-5 {:.2}% | {:.0}s train ({:.1} img/s, data wait {:.1}%), {:.0}s val, peak memory {:.2} GiB",
@@ -48,4 +64,24 @@ pub fn describe_epoch(record: &EpochRecord, epochs: usize) -> String {
         record.val_seconds,
         record.peak_rss_mib / 1024.0
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_screen_line_fits_100_columns() {
+        let sums = PartialEpoch {
+            loss_sum: 1e6,
+            correct: 99_999,
+            images: 100_000,
+            seconds: 99_999.0,
+            waited_seconds: 1.0,
+        };
+        let val = Metrics { images: 10_000, loss: 123.4567, accuracy: 1.0, top5_accuracy: 1.0 };
+        let record = epoch_record(100, 10_000_000, &sums, &val, 99_999.0, 1e-3);
+        let line = summarise_epoch(&record, 100);
+        assert!(line.chars().count() <= 100, "{} columns: {line}", line.chars().count());
+    }
 }

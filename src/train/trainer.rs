@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::batches::{EpochBatches, StepInput, stream_seed};
 use super::checkpoint::{self, Optimizers};
 use super::prepare::PreparedData;
-use super::record::{describe_epoch, epoch_record};
+use super::record::{describe_epoch, epoch_record, summarise_epoch};
 use super::steps::{finetune_step, gather_features, head_step};
 use super::{Outcome, optim};
 use crate::config::{Mode, TrainConfig};
@@ -98,7 +98,7 @@ impl Trainer<'_> {
         let start = (state.epochs_done * images_per_epoch + done_images) as u64;
         let samples =
             SampleStream::new(train_len, config.seed).slice(start, images_per_epoch - done_images);
-        let progress = Progress::new(
+        let progress = Progress::steps(
             &format!("epoch {}/{}", state.epochs_done + 1, config.epochs),
             steps_per_epoch as u64,
         )
@@ -125,10 +125,10 @@ impl Trainer<'_> {
             state.step_in_epoch += 1;
             progress.update(state.step_in_epoch as u64, || {
                 format!(
-                    "loss {:.4} acc {:.2}% {:.1} img/s",
+                    "{:.0} img/s, loss {:.3}, acc {:.1}%",
+                    sums.images as f64 / sums.seconds.max(1e-9),
                     sums.loss_sum / sums.images as f64,
                     100.0 * sums.correct as f64 / sums.images as f64,
-                    sums.images as f64 / sums.seconds.max(1e-9)
                 )
             });
             if crate::interrupt::requested() {
@@ -170,9 +170,8 @@ impl Trainer<'_> {
             val_started.elapsed().as_secs_f64(),
             lr,
         );
-        let line = describe_epoch(&record, config.epochs);
-        eprintln!("{line}");
-        self.run.log(&line)?;
+        eprintln!("{}", summarise_epoch(&record, config.epochs));
+        self.run.log(&describe_epoch(&record, config.epochs))?;
         state.history.epochs.push(record.clone());
         state.epochs_done = epoch;
         state.step_in_epoch = 0;

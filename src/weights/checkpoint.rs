@@ -12,8 +12,8 @@ use anyhow::{Context, Result, bail};
 use burn::store::{ApplyResult, BurnpackStore, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Bytes;
 
-use crate::atomic_file;
 use crate::model::Classifier;
+use crate::{atomic_file, checksum};
 
 /// Metadata key with the number of classes, checked before loading.
 const NUM_CLASSES: &str = "num_classes";
@@ -26,8 +26,9 @@ fn failure(path: &Path, error: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("cannot serialise the model for {}: {error}", path.display())
 }
 
-/// Saves `model` with extra `metadata`, as safetensors or (`.bpk`) burnpack.
-pub fn save(model: &Classifier, path: &Path, metadata: &HashMap<String, String>) -> Result<()> {
+/// Saves `model` with extra `metadata`, as safetensors (sealed with the checksum of its
+/// data) or (`.bpk`) burnpack; returns the SHA-256 of the file written.
+pub fn save(model: &Classifier, path: &Path, metadata: &HashMap<String, String>) -> Result<String> {
     let mut metadata = metadata.clone();
     metadata.insert(NUM_CLASSES.into(), model.head.num_classes().to_string());
     let bytes = if is_burnpack(path) {
@@ -43,9 +44,10 @@ pub fn save(model: &Classifier, path: &Path, metadata: &HashMap<String, String>)
             store = store.metadata(key, value);
         }
         model.save_into(&mut store).map_err(|e| failure(path, e))?;
-        store.get_bytes().map_err(|e| failure(path, e))?
+        checksum::seal_safetensors(store.get_bytes().map_err(|e| failure(path, e))?)?
     };
-    atomic_file::write(path, &bytes)
+    atomic_file::write(path, &bytes)?;
+    Ok(checksum::sha256_hex(&bytes))
 }
 
 /// Loads weights saved by [`save`] into `model`, which must have the same architecture.
@@ -59,6 +61,7 @@ pub fn load(mut model: Classifier, path: &Path) -> Result<Classifier> {
         let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)));
         model.load_from(&mut store).map_err(|e| misfit(&e))?
     } else {
+        checksum::check_safetensors(&bytes, path)?;
         let stored =
             read_metadata(&bytes, path)?.get(NUM_CLASSES).and_then(|n| n.parse::<usize>().ok());
         if let Some(stored) = stored.filter(|&n| n != expected) {

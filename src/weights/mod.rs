@@ -48,6 +48,10 @@ pub fn read_imagenet(path: Option<&Path>) -> Result<NamedTensors> {
                     cached.display()
                 );
             }
+            if let Err(error) = crate::checksum::verify_cached(&cached) {
+                eprintln!("{error:#}; fetching the weights again");
+                fetch::fetch_resnet50(true)?;
+            }
             NamedTensors::read_safetensors(&cached)
         }
     }

@@ -1,0 +1,147 @@
+//! Checksums that tell a file is still the bytes that were written: cached downloads (a
+//! `.sha256` file beside them), saved models (the checksum of their tensor data, inside their
+//! own safetensors header) and resume checkpoints (listed in `state.json`). A file that
+//! changed is reported by name, never used.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, bail, ensure};
+use sha2::{Digest, Sha256};
+
+use crate::atomic_file;
+
+/// Metadata key of a safetensors file's tensor-data checksum.
+pub const DATA_SHA256: &str = "data_sha256";
+
+/// The SHA-256 of `bytes`, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sidecar(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".sha256");
+    path.with_file_name(name)
+}
+
+/// Records the checksum of the file at `path` beside it (`PATH.sha256`).
+pub fn write_sidecar(path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    atomic_file::write(&sidecar(path), sha256_hex(&bytes).as_bytes())
+}
+
+/// Checks the file at `path` against its recorded checksum, once per process per file. A
+/// file cached before checksums were kept gets one now.
+pub fn verify_cached(path: &Path) -> Result<()> {
+    static VERIFIED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+    let mut verified = VERIFIED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if verified.get_or_insert_with(HashSet::new).contains(path) {
+        return Ok(());
+    }
+    let expected = match std::fs::read_to_string(sidecar(path)) {
+        Ok(text) => text.trim().to_string(),
+        Err(_) => return write_sidecar(path),
+    };
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    ensure!(
+        sha256_hex(&bytes) == expected,
+        "{} is corrupt: its content no longer matches the checksum recorded when it was written",
+        path.display()
+    );
+    verified.get_or_insert_with(HashSet::new).insert(path.to_path_buf());
+    Ok(())
+}
+
+/// The header (as JSON) and the offset of the tensor data of safetensors `bytes`.
+fn safetensors_header(bytes: &[u8]) -> Result<(serde_json::Map<String, serde_json::Value>, usize)> {
+    ensure!(bytes.len() >= 8, "too short for a safetensors file");
+    let length = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    ensure!(length <= bytes.len() - 8, "the safetensors header is cut short");
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + length])
+            .context("the safetensors header is not JSON")?;
+    Ok((header, 8 + length))
+}
+
+/// Safetensors `bytes` with the checksum of their tensor data added to their metadata (the
+/// data itself is unchanged; only the header grows).
+pub fn seal_safetensors(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let (mut header, data_start) = safetensors_header(&bytes)?;
+    let checksum = sha256_hex(&bytes[data_start..]);
+    let metadata = header
+        .entry("__metadata__")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    let Some(metadata) = metadata.as_object_mut() else {
+        bail!("the safetensors metadata is not a map")
+    };
+    metadata.insert(DATA_SHA256.into(), checksum.into());
+    let mut text = serde_json::to_vec(&header)?;
+    // The format pads the header with spaces so that the data stays 8-byte aligned.
+    text.resize(text.len().div_ceil(8) * 8, b' ');
+    let mut sealed = Vec::with_capacity(8 + text.len() + bytes.len() - data_start);
+    sealed.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    sealed.extend_from_slice(&text);
+    sealed.extend_from_slice(&bytes[data_start..]);
+    Ok(sealed)
+}
+
+/// Checks sealed safetensors `bytes` (read from `path`); files saved before checksums were
+/// kept carry none and pass.
+pub fn check_safetensors(bytes: &[u8], path: &Path) -> Result<()> {
+    let (header, data_start) = safetensors_header(bytes)
+        .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
+    let expected =
+        header.get("__metadata__").and_then(|m| m.get(DATA_SHA256)).and_then(|v| v.as_str());
+    if let Some(expected) = expected {
+        ensure!(
+            sha256_hex(&bytes[data_start..]) == expected,
+            "{} has changed since it was saved (checksum mismatch): the file is corrupt",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny safetensors file: one f32 tensor of two values.
+    fn safetensors() -> Vec<u8> {
+        let header = br#"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[0, 0, 128, 63, 0, 0, 0, 64]);
+        bytes
+    }
+
+    #[test]
+    fn sealed_files_pass_and_flipped_bits_are_caught() {
+        let path = Path::new("model.safetensors");
+        let sealed = seal_safetensors(safetensors()).unwrap();
+        check_safetensors(&sealed, path).unwrap();
+        let parsed = safetensors::SafeTensors::deserialize(&sealed).unwrap();
+        assert_eq!(parsed.tensor("t").unwrap().data(), &[0, 0, 128, 63, 0, 0, 0, 64]);
+        let mut flipped = sealed.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        let error = check_safetensors(&flipped, path).unwrap_err();
+        assert!(error.to_string().contains("checksum mismatch"), "{error}");
+        check_safetensors(&safetensors(), path).expect("unsealed files pass");
+    }
+
+    #[test]
+    fn cached_files_are_verified_against_their_recorded_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("weights.bin");
+        std::fs::write(&file, b"weights").unwrap();
+        write_sidecar(&file).unwrap();
+        verify_cached(&file).unwrap();
+        let other = dir.path().join("other.bin");
+        std::fs::write(&other, b"weights").unwrap();
+        write_sidecar(&other).unwrap();
+        std::fs::write(&other, b"wEights").unwrap();
+        assert!(verify_cached(&other).unwrap_err().to_string().contains("corrupt"));
+    }
+}

@@ -1,0 +1,146 @@
+//! What a run says before it trains: a short header (the data, the recipe's key values, where
+//! it computes, where it writes, where a resumed run picks up), and warnings, with numbers,
+//! when the run cannot mean much.
+
+use crate::config::{Init, Mode, Schedule, TrainConfig};
+use crate::data::Validation;
+use crate::run::ResumeState;
+
+use super::prepare::PreparedData;
+
+/// Classes with fewer training images than this are warned about.
+const FEW_IMAGES: usize = 5;
+/// A network trained from scratch needs far more optimizer steps than this to leave chance.
+const FEW_STEPS_FROM_SCRATCH: usize = 2000;
+
+/// The header lines.
+pub fn header(
+    config: &TrainConfig,
+    data: &PreparedData,
+    out: &std::path::Path,
+    resume: Option<&ResumeState>,
+) -> Vec<String> {
+    let summary = &data.summary;
+    let what = match (config.mode, config.init) {
+        (Mode::Finetune, Init::Imagenet) => "fine-tune ResNet-50 from ImageNet weights",
+        (Mode::Finetune, Init::Random) => "train ResNet-50 from scratch",
+        (Mode::Frozen, Init::Imagenet) => "train a new top on the frozen ImageNet ResNet-50",
+        (Mode::Frozen, Init::Random) => "train a new top on a frozen random ResNet-50",
+    };
+    let mut lines = vec![
+        format!("{what} -> {}", out.display()),
+        format!(
+            "  data     {} classes: {} training, {} validation images",
+            summary.classes, summary.train_images, summary.val_images
+        ),
+        format!("  validate {}", describe_validation(&summary.validation)),
+        format!("  recipe   {}: {}", name(&config.recipe), describe_recipe(config)),
+        format!(
+            "  compute  {} backend, {} thread(s), {}",
+            config.backend.name(),
+            rayon::current_num_threads(),
+            crate::run::record::cpu_model()
+        ),
+    ];
+    if let Some(state) = resume {
+        let steps = config.steps_in_epoch(data.train.len());
+        lines.push(format!(
+            "  resume   picks up at epoch {}/{}, step {}/{steps}",
+            state.epochs_done + 1,
+            config.epochs,
+            state.step_in_epoch
+        ));
+    }
+    lines
+}
+
+fn describe_validation(validation: &Validation) -> String {
+    match validation {
+        Validation::TestFolder => "on the Test/ folder".into(),
+        Validation::HoldOut { fraction } => {
+            format!("on the last {:.0}% of each class's frames", 100.0 * fraction)
+        }
+        Validation::Blocks { fraction } => {
+            format!("on a contiguous {:.0}% of every recording's frames", 100.0 * fraction)
+        }
+        Validation::Recordings => "on one whole recording of each class".into(),
+    }
+}
+
+/// A setting's name as `config.json` spells it.
+fn name(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+/// The recipe's key values in one line.
+fn describe_recipe(config: &TrainConfig) -> String {
+    let optimizer = format!("{} {:e}", name(&config.optimizer), config.lr);
+    let steps = match config.steps_per_epoch {
+        Some(steps) => format!("{}x{steps} steps", config.epochs),
+        None => format!("{} full passes", config.epochs),
+    };
+    let schedule = match config.schedule {
+        Schedule::Constant => "constant".to_string(),
+        Schedule::Cosine => format!("cosine ({} warm-up)", config.warmup_steps),
+    };
+    match config.mode {
+        Mode::Frozen => format!(
+            "{optimizer}, {schedule}, batch {}, {steps}, {} head",
+            config.batch_size,
+            name(&config.head)
+        ),
+        Mode::Finetune => format!(
+            "{optimizer}, backbone x{}, {schedule}, batch {}, {steps}, bn {}",
+            config.backbone_lr_scale,
+            config.batch_size,
+            name(&config.batchnorm)
+        ),
+    }
+}
+
+/// Warnings about a run that cannot mean much, with the numbers that say why.
+pub fn warnings(config: &TrainConfig, data: &PreparedData) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let summary = &data.summary;
+    if let Some(first) = summary.nested_images.first() {
+        warnings.push(format!(
+            "{} image(s) in sub-folders of class folders are not used (a class is one folder), e.g. {}",
+            summary.nested_images.len(),
+            first.display()
+        ));
+    }
+    let mut counts = vec![0usize; data.classes.len()];
+    for &label in &data.train.labels {
+        counts[label] += 1;
+    }
+    let few: Vec<String> = data
+        .classes
+        .iter()
+        .zip(&counts)
+        .filter(|(_, n)| **n < FEW_IMAGES)
+        .map(|(class, n)| format!("{class} ({n})"))
+        .collect();
+    if !few.is_empty() {
+        warnings.push(format!(
+            "{} class(es) have fewer than {FEW_IMAGES} training images after the validation split: {}",
+            few.len(),
+            few.join(", ")
+        ));
+    }
+    let total_steps = config.epochs * config.steps_in_epoch(data.train.len());
+    if config.schedule == Schedule::Cosine && total_steps < config.warmup_steps {
+        warnings.push(format!(
+            "the run has {total_steps} optimizer steps, fewer than the {} warm-up steps: the learning rate never reaches its peak",
+            config.warmup_steps
+        ));
+    }
+    if config.init == Init::Random
+        && config.mode == Mode::Finetune
+        && total_steps < FEW_STEPS_FROM_SCRATCH
+    {
+        warnings.push(format!(
+            "from scratch, {total_steps} optimizer steps are few (thousands are needed to leave chance level): expect an accuracy far below a pretrained model's"
+        ));
+    }
+    warnings
+}
