@@ -34,6 +34,11 @@ impl Progress {
         Self::counting(label, total, Unit::Images)
     }
 
+    /// A counter of images without a known total (a folder being walked).
+    pub fn open_ended(label: &str) -> Self {
+        Self::counting(label, 0, Unit::Images)
+    }
+
     /// A bar over `total` optimizer steps.
     pub fn steps(label: &str, total: u64) -> Self {
         Self::counting(label, total, Unit::Steps)
@@ -41,10 +46,11 @@ impl Progress {
 
     fn counting(label: &str, total: u64, unit: Unit) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(total);
-            let template = match unit {
-                Unit::Images => "{prefix:>14} [{bar:30}] {pos}/{len} {rate} ETA {eta} {msg}",
-                Unit::Steps => "{prefix:>14} [{bar:30}] {pos}/{len} steps ETA {eta} {msg}",
+            let bar = if total == 0 { ProgressBar::new_spinner() } else { ProgressBar::new(total) };
+            let template = match (unit, total) {
+                (Unit::Images, 0) => "{prefix:>14} {pos} images {rate} {msg}",
+                (Unit::Images, _) => "{prefix:>14} [{bar:30}] {pos}/{len} {rate} ETA {eta} {msg}",
+                (Unit::Steps, _) => "{prefix:>14} [{bar:30}] {pos}/{len} steps ETA {eta} {msg}",
             };
             bar.set_style(
                 ProgressStyle::with_template(template)
@@ -91,7 +97,7 @@ impl Progress {
             return;
         }
         let mut last = self.last_line.lock().expect("progress lock");
-        if last.elapsed() >= LINE_INTERVAL && position < self.total {
+        if last.elapsed() >= LINE_INTERVAL && (position < self.total || self.total == 0) {
             *last = Instant::now();
             let line = self.plain_line(position, self.started.elapsed().as_secs_f64());
             eprintln!("{line} {}", message());
@@ -107,6 +113,9 @@ impl Progress {
             Unit::Images => format!(" {rate:.0} img/s"),
             Unit::Steps => String::new(),
         };
+        if self.total == 0 {
+            return format!("{}: {position} images{rate}", self.label);
+        }
         format!(
             "{}: {position}/{} ({:.0}%){rate} ETA {eta:.0}s",
             self.label,

@@ -1,19 +1,22 @@
-//! `fruitlab predict`: top-k classes for images.
+//! `fruitlab predict`: top-k classes for images, files or whole folder trees.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
 
 use super::ComputeArgs;
+use crate::inference::stream::{self, Shard};
 use crate::inference::{Prediction, Predictor};
+use crate::interrupt::{self, EXIT_INTERRUPTED};
 use crate::run::RunDir;
 
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("model").required(true).args(["run", "weights"])))]
 pub struct PredictArgs {
-    /// Image files (JPEG or PNG).
+    /// Image files, or folders (walked recursively, in name order) with --jsonl.
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// A trained run folder: predict its classes.
@@ -27,11 +30,23 @@ pub struct PredictArgs {
     #[arg(long)]
     weights: Option<String>,
     /// How many classes to show per image.
-    #[arg(long, default_value_t = 5)]
-    top_k: usize,
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    top_k: u16,
     /// Print one JSON array instead of text.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "jsonl")]
     json: bool,
+    /// Stream one JSON line per image (its classes, or the error for a bad file), for folders
+    /// of any size; progress goes to stderr.
+    #[arg(long)]
+    jsonl: bool,
+    /// With --jsonl: skip the images this earlier output already answered (resume with
+    /// `... --jsonl --skip-done OUT.jsonl >> OUT.jsonl`).
+    #[arg(long, requires = "jsonl")]
+    skip_done: Option<PathBuf>,
+    /// With --jsonl: take only share I of N of the images (`--shard I/N`), so that N
+    /// machines each take a fixed, disjoint part [default: 1/1].
+    #[arg(long, requires = "jsonl")]
+    shard: Option<Shard>,
     #[command(flatten)]
     compute: ComputeArgs,
 }
@@ -43,9 +58,62 @@ pub fn execute(args: PredictArgs) -> Result<ExitCode> {
         (None, Some("imagenet") | None) => Predictor::imagenet(None, &device)?,
         (None, Some(path)) => Predictor::imagenet(Some(path.as_ref()), &device)?,
     };
-    let results = predictor.classify_files(&args.images, args.top_k);
-    let predictions: Vec<Prediction> = results.into_iter().collect::<Result<_>>()?;
+    if args.jsonl {
+        return stream_lines(&predictor, &args);
+    }
+    let results = predictor.classify_files(&args.images, args.top_k as usize)?;
+    let mut predictions = Vec::new();
+    let mut failed = Vec::new();
+    for (path, result) in args.images.iter().zip(results) {
+        match result {
+            Ok(prediction) => predictions.push(prediction),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                failed.push(path.display().to_string());
+            }
+        }
+    }
     print_predictions(&predictions, args.json)?;
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} images could not be classified: {}",
+            failed.len(),
+            args.images.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stream_lines(predictor: &Predictor, args: &PredictArgs) -> Result<ExitCode> {
+    interrupt::install();
+    let skip = match &args.skip_done {
+        Some(path) => stream::done_images(path)?,
+        None => Default::default(),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let summary = stream::predict_stream(
+        predictor,
+        &args.images,
+        args.top_k as usize,
+        args.shard.unwrap_or(Shard::ALL),
+        &skip,
+        &mut out,
+    )?;
+    out.flush()?;
+    stream::ensure_found(&summary, &args.images)?;
+    eprintln!(
+        "{} classified, {} unreadable, {} already done",
+        summary.classified, summary.failed, summary.skipped
+    );
+    if summary.interrupted {
+        eprintln!("stopped; continue with the same command plus --skip-done OUT.jsonl");
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    if summary.failed > 0 {
+        bail!("{} image(s) could not be classified: their lines hold the error", summary.failed);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,12 +2,15 @@
 //! run it over images, and turn its outputs into ranked classes. `predict`, `evaluate`,
 //! training's validation, the report, the server and the exporter all go through here.
 
+pub mod stream;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Result;
 use burn::tensor::{Device, Tensor};
 use image::RgbImage;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::data::{Batches, DecodedImages};
@@ -112,31 +115,33 @@ impl Predictor {
         Ok(out)
     }
 
+    /// Decodes image files into network-sized squares, in parallel; each file has its own
+    /// result, so one unreadable file does not stop the others.
+    pub fn load_all(&self, paths: &[PathBuf]) -> Vec<Result<RgbImage>> {
+        paths.par_iter().map(|path| self.input.load(path)).collect()
+    }
+
     /// The `top_k` classes of each image file, in order; a file that cannot be read gets its
-    /// error and the others are still classified.
-    pub fn classify_files(&self, paths: &[PathBuf], top_k: usize) -> Vec<Result<Prediction>> {
-        let mut results = Vec::with_capacity(paths.len());
-        for chunk in paths.chunks(BATCH) {
-            let loaded: Vec<Result<RgbImage>> =
-                chunk.iter().map(|path| self.input.load(path)).collect();
-            let good: Vec<RgbImage> =
-                loaded.iter().filter_map(|r| r.as_ref().ok()).cloned().collect();
-            let mut probabilities = match self.probabilities(&good) {
-                Ok(rows) => rows.into_iter(),
-                Err(error) => {
-                    let message = format!("{error:#}");
-                    results.extend(chunk.iter().map(|_| Err(anyhow::anyhow!("{message}"))));
-                    continue;
-                }
-            };
-            for (path, image) in chunk.iter().zip(loaded) {
-                results.push(image.map(|_| {
+    /// error and the others are still classified. An error of the model itself (non-finite
+    /// outputs) fails the whole call.
+    pub fn classify_files(
+        &self,
+        paths: &[PathBuf],
+        top_k: usize,
+    ) -> Result<Vec<Result<Prediction>>> {
+        let loaded = self.load_all(paths);
+        let good: Vec<RgbImage> = loaded.iter().filter_map(|r| r.as_ref().ok()).cloned().collect();
+        let mut probabilities = self.probabilities(&good)?.into_iter();
+        Ok(paths
+            .iter()
+            .zip(loaded)
+            .map(|(path, image)| {
+                image.map(|_| {
                     let row = probabilities.next().expect("one row per readable image");
                     Prediction { image: path.clone(), top: top_classes(&row, &self.classes, top_k) }
-                }));
-            }
-        }
-        results
+                })
+            })
+            .collect())
     }
 }
 
