@@ -87,6 +87,19 @@ fn build_matrix() -> Matrix {
     std::os::unix::fs::symlink(apple.join("0_100.jpg"), apple.join("symlinked.jpg")).unwrap();
     // Broken.
     write("truncated.jpg", &sample[..sample.len() / 2]);
+    // Valid headers, damaged image data: decoders turn these into grey or noisy pictures
+    // without an error.
+    let sos = sample.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap();
+    let data = sos + 2 + u16::from_be_bytes([sample[sos + 2], sample[sos + 3]]) as usize;
+    let mut zeroed = sample.clone();
+    let end = zeroed.len() - 2;
+    zeroed[data..end].fill(0);
+    write("zeroed-data.jpg", &zeroed);
+    let mut garbage = sample.clone();
+    for (i, byte) in garbage[data..end].iter_mut().enumerate() {
+        *byte = (i * 131 % 251) as u8;
+    }
+    write("garbage-data.jpg", &garbage);
     write("zero-bytes.jpg", b"");
     write("text.jpg", b"this is not an image\n");
     std::os::unix::fs::symlink(apple.join("missing.jpg"), apple.join("dangling.jpg")).unwrap();
@@ -105,7 +118,14 @@ fn build_matrix() -> Matrix {
             "huge-10000x10000.png",
             "symlinked.jpg",
         ],
-        broken: vec!["truncated.jpg", "zero-bytes.jpg", "text.jpg", "dangling.jpg"],
+        broken: vec![
+            "truncated.jpg",
+            "zero-bytes.jpg",
+            "text.jpg",
+            "dangling.jpg",
+            "zeroed-data.jpg",
+            "garbage-data.jpg",
+        ],
     }
 }
 
@@ -228,7 +248,7 @@ fn dataset_structure_errors_are_clear() {
     std::fs::remove_dir_all(data.path().join("Training/Empty")).unwrap();
     let stderr = stderr_of(
         common::fruitlab()
-            .args(["train", "--batch-size", "10000000", "--data"])
+            .args(["train", "--batch-size", "4096", "--image-size", "1024", "--data"])
             .arg(data.path())
             .arg("--out")
             .arg(runs.path().join("d")),

@@ -12,16 +12,18 @@ use crate::model::BatchNormMode;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 100)]
-    image_size: usize,
+    /// Images per forward pass and training step.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    batch_size: u16,
+    /// Input size in pixels.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(32..=1024))]
+    image_size: u16,
     /// Timed repetitions; the median is reported.
-    #[arg(long, default_value_t = 5)]
-    runs: usize,
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    runs: u16,
     /// Untimed warm-up repetitions.
-    #[arg(long, default_value_t = 2)]
-    warmup: usize,
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=1000))]
+    warmup: u16,
     /// Batch norm in the training step.
     #[arg(long, value_enum, default_value_t = BatchNormMode::Frozen)]
     batchnorm: BatchNormMode,
@@ -32,8 +34,8 @@ pub struct BenchArgs {
     #[arg(long)]
     data: Option<PathBuf>,
     /// Images for the data-pipeline measurement.
-    #[arg(long, default_value_t = 4000)]
-    data_images: usize,
+    #[arg(long, default_value_t = 4000, value_parser = clap::value_parser!(u32).range(1..))]
+    data_images: u32,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -44,10 +46,10 @@ pub struct BenchArgs {
 pub fn execute(args: BenchArgs) -> Result<ExitCode> {
     let device = args.compute.compute().setup()?;
     let settings = BenchSettings {
-        batch_size: args.batch_size,
-        image_size: args.image_size,
-        runs: args.runs,
-        warmup: args.warmup,
+        batch_size: args.batch_size as usize,
+        image_size: args.image_size as usize,
+        runs: args.runs as usize,
+        warmup: args.warmup as usize,
         batchnorm: args.batchnorm,
         skip_train: args.no_train,
     };
@@ -55,7 +57,8 @@ pub fn execute(args: BenchArgs) -> Result<ExitCode> {
     let mut result =
         bench::bench_model(&settings, &device, args.compute.backend.name(), &device_name)?;
     if let Some(root) = &args.data {
-        result.data = Some(bench::bench_data(root, args.image_size, args.data_images)?);
+        result.data =
+            Some(bench::bench_data(root, args.image_size as usize, args.data_images as usize)?);
     }
     if args.json {
         println!("{}", serde_json::to_string(&result)?);

@@ -64,13 +64,17 @@ pub struct ComputeArgs {
     #[arg(long)]
     pub device: Option<DeviceSpec>,
     /// CPU threads for the math and the data pipeline [default: all cores].
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub threads: Option<u16>,
 }
 
 impl ComputeArgs {
     pub fn compute(&self) -> Compute {
-        Compute { backend: self.backend, device: self.device.clone(), threads: self.threads }
+        Compute {
+            backend: self.backend,
+            device: self.device.clone(),
+            threads: self.threads.map(usize::from),
+        }
     }
 }
 

@@ -173,7 +173,7 @@ impl TrainFlags {
             skip_bad_images: self.skip_bad_images.then_some(true),
             backend: Some(self.compute.backend),
             device: self.compute.device.clone(),
-            threads: self.compute.threads,
+            threads: self.compute.threads.map(usize::from),
         }
     }
 }

@@ -48,6 +48,15 @@ pub fn learning_rate(schedule: Schedule, peak: f64, warmup: usize, step: u64, to
     }
 }
 
+/// The rate of the last step of `epoch` (1-based), recorded in the epoch's history: computed
+/// from the step number, not remembered from the loop, so that an epoch resumed after its last
+/// step (no steps left to run) records the same rate.
+pub fn epoch_end_rate(config: &TrainConfig, epoch: usize, steps_per_epoch: usize) -> f64 {
+    let total = (config.epochs * steps_per_epoch) as u64;
+    let last_step = (epoch * steps_per_epoch) as u64 - 1;
+    learning_rate(config.schedule, config.lr, config.warmup_steps, last_step, total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +70,27 @@ mod tests {
         assert!((lr(60) - 0.5).abs() < 1e-12);
         assert!(lr(109) < 0.001);
         assert_eq!(learning_rate(Schedule::Constant, 0.3, 10, 5, 110), 0.3);
+    }
+
+    #[test]
+    fn the_rate_of_an_epochs_last_step_is_that_steps_rate() {
+        let config = crate::config::resolve(
+            crate::config::Recipe::Default,
+            crate::config::Mode::Finetune,
+            crate::config::Init::Imagenet,
+            "d".into(),
+            Default::default(),
+        );
+        let steps = 495;
+        for epoch in 1..=config.epochs {
+            let rate = epoch_end_rate(&config, epoch, steps);
+            let step = (epoch * steps - 1) as u64;
+            let total = (config.epochs * steps) as u64;
+            assert_eq!(
+                rate,
+                learning_rate(config.schedule, config.lr, config.warmup_steps, step, total)
+            );
+            assert!(rate > 0.0, "epoch {epoch} ends at rate {rate}");
+        }
     }
 }

@@ -150,15 +150,7 @@ impl Trainer<'_> {
         let config = self.config;
         let epoch = state.epochs_done + 1;
         let train_len = self.data.train.len();
-        let steps_per_epoch = config.steps_in_epoch(train_len) as u64;
-        // The rate of the epoch's last step (also after a resume on that step).
-        let lr = optim::learning_rate(
-            config.schedule,
-            config.lr,
-            config.warmup_steps,
-            (epoch as u64 * steps_per_epoch).saturating_sub(1),
-            config.epochs as u64 * steps_per_epoch,
-        );
+        let lr = optim::epoch_end_rate(config, epoch, config.steps_in_epoch(train_len));
         let val_started = Instant::now();
         let val = self.validate(inputs)?;
         let images_seen = (epoch * config.images_per_epoch(train_len)) as u64;
