@@ -27,6 +27,10 @@ pub struct EvaluateArgs {
     /// [default: RUN/evaluation].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Test-time augmentation: average each image's prediction with its mirror image's
+    /// (twice the cost).
+    #[arg(long)]
+    tta: bool,
     /// Leave out unreadable images (listed) instead of failing.
     #[arg(long)]
     skip_bad_images: bool,
@@ -45,6 +49,7 @@ pub fn execute(args: EvaluateArgs) -> Result<ExitCode> {
         args.data.as_deref(),
         args.last,
         args.skip_bad_images,
+        args.tta,
         &device,
     )?;
 

@@ -8,7 +8,9 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::ComputeArgs;
-use crate::config::{self, Init, Mode, OptimizerKind, Overrides, Recipe, Schedule, TrainConfig};
+use crate::config::{
+    self, Init, Mode, Monitor, OptimizerKind, Overrides, Recipe, Schedule, TrainConfig,
+};
 use crate::data::{Augment, ValSplit};
 use crate::interrupt::{self, EXIT_INTERRUPTED};
 use crate::model::{BatchNormMode, HeadKind, Layout, TrainFrom};
@@ -115,6 +117,16 @@ pub struct TrainFlags {
     /// Stop as soon as the validation accuracy reaches this fraction, e.g. 0.99 [default: off].
     #[arg(long)]
     pub stop_at_accuracy: Option<f64>,
+    /// Early stopping: stop after this many epochs without improvement of --patience-on
+    /// [default: off].
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// What early stopping watches [default: loss].
+    #[arg(long, value_enum)]
+    pub patience_on: Option<Monitor>,
+    /// Label smoothing of the cross-entropy, e.g. 0.1 [default: 0].
+    #[arg(long)]
+    pub label_smoothing: Option<f64>,
     /// Input normalisation [default: caffe; notebook recipe: rescale].
     #[arg(long, value_enum)]
     pub normalization: Option<Normalization>,
@@ -166,6 +178,9 @@ impl TrainFlags {
             image_size: self.image_size,
             frame_stride: self.frame_stride,
             stop_at_accuracy: self.stop_at_accuracy,
+            patience: self.patience,
+            patience_on: self.patience_on,
+            label_smoothing: self.label_smoothing,
             normalization: self.normalization,
             augment: self.augment.clone(),
             feature_cache: self.no_feature_cache.then_some(false),

@@ -4,7 +4,7 @@
 use clap::ValueEnum;
 use clap::builder::PossibleValue;
 
-use crate::config::{Init, Mode, OptimizerKind, Recipe, Schedule};
+use crate::config::{Init, Mode, Monitor, OptimizerKind, Recipe, Schedule};
 use crate::device::Backend;
 use crate::model::{BatchNormMode, HeadKind, Layout, TrainFrom};
 use crate::preprocess::Normalization;
@@ -37,6 +37,10 @@ cli_values!(Init {
 cli_values!(Mode {
     Finetune => "finetune": "train every layer",
     Frozen => "frozen": "train only the new top on a fixed feature extractor",
+});
+cli_values!(Monitor {
+    Loss => "loss": "validation loss",
+    Accuracy => "accuracy": "validation accuracy",
 });
 cli_values!(OptimizerKind {
     Sgd => "sgd": "SGD with momentum",

@@ -56,6 +56,16 @@ pub enum Schedule {
     Cosine,
 }
 
+/// What early stopping watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Monitor {
+    /// Validation loss (stop when it has not fallen for the patience).
+    Loss,
+    /// Validation accuracy (stop when it has not risen).
+    Accuracy,
+}
+
 /// The complete, resolved configuration of a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -98,6 +108,14 @@ pub struct TrainConfig {
     /// Stop once the validation accuracy reaches this fraction.
     #[serde(default)]
     pub stop_at_accuracy: Option<f64>,
+    /// Stop after this many epochs without improvement of `patience_on` (early stopping).
+    #[serde(default)]
+    pub patience: Option<usize>,
+    #[serde(default = "loss")]
+    pub patience_on: Monitor,
+    /// Label smoothing of the cross-entropy (0: none).
+    #[serde(default)]
+    pub label_smoothing: f64,
     pub normalization: Normalization,
     pub augment: Augment,
     /// Frozen mode: compute backbone features once and train on the cache (augmentation is then
@@ -112,6 +130,10 @@ pub struct TrainConfig {
 
 fn one() -> usize {
     1
+}
+
+fn loss() -> Monitor {
+    Monitor::Loss
 }
 
 impl TrainConfig {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Init, Mode, OptimizerKind, Schedule, TrainConfig};
+use super::{Init, Mode, Monitor, OptimizerKind, Schedule, TrainConfig};
 use crate::data::{Augment, ValSplit};
 use crate::device::{Backend, DeviceSpec};
 use crate::model::{BatchNormMode, HeadKind, Layout, TrainFrom};
@@ -48,6 +48,9 @@ pub struct Overrides {
     pub image_size: Option<usize>,
     pub frame_stride: Option<usize>,
     pub stop_at_accuracy: Option<f64>,
+    pub patience: Option<usize>,
+    pub patience_on: Option<Monitor>,
+    pub label_smoothing: Option<f64>,
     pub normalization: Option<Normalization>,
     pub augment: Option<Augment>,
     /// `Some(false)` turns the frozen-mode feature cache off.
@@ -112,6 +115,9 @@ impl Recipe {
             image_size: 100,
             frame_stride: 1,
             stop_at_accuracy: None,
+            patience: None,
+            patience_on: Monitor::Loss,
+            label_smoothing: 0.0,
             normalization: if notebook { Normalization::Rescale } else { Normalization::Caffe },
             augment: if notebook || !frozen { Augment::notebook() } else { Augment::default() },
             // The notebook ran the backbone on augmented images every epoch.
@@ -153,6 +159,9 @@ impl Overrides {
         set(&mut config.image_size, self.image_size);
         set(&mut config.frame_stride, self.frame_stride);
         config.stop_at_accuracy = self.stop_at_accuracy.or(config.stop_at_accuracy);
+        config.patience = self.patience.or(config.patience);
+        set(&mut config.patience_on, self.patience_on);
+        set(&mut config.label_smoothing, self.label_smoothing);
         set(&mut config.normalization, self.normalization);
         set(&mut config.augment, self.augment);
         set(&mut config.feature_cache, self.feature_cache);

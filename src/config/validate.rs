@@ -62,6 +62,10 @@ impl TrainConfig {
         p.number("--backbone-lr-scale", self.backbone_lr_scale, 0.0, 100.0, false);
         p.number("--momentum", self.momentum, 0.0, 0.999, false);
         p.number("--weight-decay", self.weight_decay, 0.0, 1.0, false);
+        if let Some(patience) = self.patience {
+            p.whole("--patience", patience, 1, 100_000);
+        }
+        p.number("--label-smoothing", self.label_smoothing, 0.0, 0.5, false);
         if let Some(target) = self.stop_at_accuracy {
             p.number("--stop-at-accuracy", target, 0.0, 1.0, true);
         }

@@ -24,6 +24,9 @@ pub struct Augment {
     pub horizontal_flip: bool,
     /// Brightness factor range, e.g. `(0.8, 1.2)`.
     pub brightness: Option<(f32, f32)>,
+    /// Colour jitter: each channel scaled by its own factor in `[1 - color, 1 + color]`.
+    #[serde(default)]
+    pub color: f32,
 }
 
 impl Augment {
@@ -51,6 +54,7 @@ impl Augment {
         range("rotation", self.rotation, 0.0, 180.0, false);
         range("shear", self.shear, 0.0, 90.0, true);
         range("zoom", self.zoom, 0.0, 1.0, true);
+        range("color", self.color, 0.0, 1.0, true);
         range("width_shift", self.width_shift, 0.0, 1.0, false);
         range("height_shift", self.height_shift, 0.0, 1.0, false);
         if let Some((low, high)) = self.brightness {
@@ -79,6 +83,12 @@ impl Augment {
         };
         let flip = self.horizontal_flip && rng.random_bool(0.5);
         let brightness = self.brightness.map_or(1.0, |(low, high)| rng.random_range(low..=high));
+        // Drawn last, and only when asked for, so that the other draws stay as they were.
+        let color = if self.color > 0.0 {
+            [(); 3].map(|_| rng.random_range((1.0 - self.color)..=(1.0 + self.color)))
+        } else {
+            [1.0; 3]
+        };
         Transform {
             rotation,
             shift_rows,
@@ -88,6 +98,7 @@ impl Augment {
             zoom_cols,
             flip,
             brightness,
+            color,
         }
     }
 }
@@ -115,6 +126,7 @@ impl std::str::FromStr for Augment {
                 "shift" => (augment.width_shift, augment.height_shift) = (number()?, number()?),
                 "width_shift" => augment.width_shift = number()?,
                 "height_shift" => augment.height_shift = number()?,
+                "color" => augment.color = number()?,
                 "brightness" => {
                     let (low, high) = value
                         .split_once(':')
@@ -124,7 +136,7 @@ impl std::str::FromStr for Augment {
                 }
                 _ => {
                     return Err(format!(
-                        "unknown augmentation `{key}`: use none, notebook, or a list of flip, rotation=, shear=, zoom=, shift=, width_shift=, height_shift=, brightness=LOW:HIGH"
+                        "unknown augmentation `{key}`: use none, notebook, or a list of flip, rotation=, shear=, zoom=, shift=, width_shift=, height_shift=, brightness=LOW:HIGH, color="
                     ));
                 }
             }
@@ -144,6 +156,8 @@ pub struct Transform {
     pub zoom_cols: f32,
     pub flip: bool,
     pub brightness: f32,
+    /// Per-channel factors (R, G, B) of the colour jitter.
+    pub color: [f32; 3],
 }
 
 type Matrix = [[f32; 3]; 3];
@@ -198,7 +212,8 @@ impl Transform {
                 for (ch, v) in value.iter_mut().enumerate() {
                     let top = pixel(r0, c0, ch) * (1.0 - fc) + pixel(r0, c1, ch) * fc;
                     let bottom = pixel(r1, c0, ch) * (1.0 - fc) + pixel(r1, c1, ch) * fc;
-                    *v = ((top * (1.0 - fr) + bottom * fr) * self.brightness).min(255.0);
+                    let scale = self.brightness * self.color[ch];
+                    *v = ((top * (1.0 - fr) + bottom * fr) * scale).min(255.0);
                 }
                 let out_col = if self.flip { size - 1 - col } else { col };
                 let at = (row * size + out_col) * 3;
@@ -244,6 +259,7 @@ mod tests {
             zoom_cols: 1.0,
             flip: true,
             brightness: 1.0,
+            color: [1.0; 3],
         };
         let mut out = vec![0.0; rgb.len()];
         flip.apply(&rgb, size, Normalization::Rescale, &mut out);

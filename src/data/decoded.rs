@@ -37,6 +37,23 @@ impl DecodedImages {
         &self.pixels[index * n..(index + 1) * n]
     }
 
+    /// The same images mirrored left to right.
+    pub fn mirrored(&self) -> Self {
+        let row = self.size * 3;
+        let mut pixels = self.pixels.clone();
+        for line in pixels.chunks_exact_mut(row) {
+            let (mut left, mut right) = (0, row - 3);
+            while left < right {
+                for c in 0..3 {
+                    line.swap(left + c, right + c);
+                }
+                left += 3;
+                right -= 3;
+            }
+        }
+        Self { size: self.size, pixels, labels: self.labels.clone() }
+    }
+
     /// The images at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Self {
         let mut pixels = Vec::with_capacity(indices.len() * self.bytes_per_image());
@@ -139,4 +156,18 @@ pub fn describe(bad: &[BadImage], limit: usize) -> String {
         lines.push(format!("... and {} more", bad.len() - limit));
     }
     lines.join("\n  ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirroring_reverses_pixels_within_rows() {
+        let images = DecodedImages { size: 2, pixels: (0..12).collect(), labels: vec![3] };
+        let mirrored = images.mirrored();
+        assert_eq!(mirrored.pixels, [3, 4, 5, 0, 1, 2, 9, 10, 11, 6, 7, 8]);
+        assert_eq!(mirrored.mirrored().pixels, images.pixels);
+        assert_eq!(images.subset(&[0]).labels, [3]);
+    }
 }

@@ -8,9 +8,11 @@ use burn::tensor::Device;
 
 use super::{Evaluation, evaluate};
 use crate::config::Mode;
+use crate::config::TrainConfig;
+use crate::data::DecodedImages;
 use crate::data::{self, ImageFolder, LabeledImage};
 use crate::features::{FeatureStore, feature_identity, head_logits};
-use crate::inference::{Predictor, map_images};
+use crate::inference::{Predictor, map_images, softmax};
 use crate::progress::Progress;
 use crate::run::RunDir;
 
@@ -59,12 +61,15 @@ pub struct RunEvaluation {
     pub classes: Vec<String>,
 }
 
-/// Evaluates the run's best (or last) model on `data` (see [`evaluation_images`]).
+/// Evaluates the run's best (or last) model on `data` (see [`evaluation_images`]). With
+/// `mirrored_too` (test-time augmentation), each image's class probabilities are the mean of
+/// the image's and its mirror image's (twice the cost).
 pub fn evaluate_run(
     run: &RunDir,
     data: Option<&Path>,
     last: bool,
     skip_bad: bool,
+    mirrored_too: bool,
     device: &Device,
 ) -> Result<RunEvaluation> {
     let predictor = Predictor::from_run(run, last, device)?;
@@ -76,35 +81,67 @@ pub fn evaluate_run(
     }
     let images = Arc::new(decoded.images);
     let config = run.read_record()?.config;
-    let logits = if config.mode == Mode::Frozen && config.feature_cache {
-        // A frozen backbone is the pretrained one: its features of these images may already
-        // be in the store (training computed them; a second evaluation certainly has).
-        let mut store = FeatureStore::open(&feature_identity(&config)?)?;
-        let backbone = &predictor.model.backbone;
-        let features = store.features(
-            backbone,
-            &images,
-            &decoded.files,
-            predictor.input.normalization,
-            device,
-            "features",
-        )?;
-        head_logits(&predictor.model.head, &features, device)?
-    } else {
-        let progress = Progress::new("evaluate", images.len() as u64);
-        let logits = map_images(
-            &images,
-            predictor.input.normalization,
-            device,
-            |n| progress.update(n as u64, String::new),
-            |x| predictor.model.forward(x),
-        )?;
-        progress.finish();
-        logits
-    };
+    let mut logits = logits_of(&predictor, &config, &images, &decoded.files, false, device)?;
+    if mirrored_too {
+        let mirrored = Arc::new(images.mirrored());
+        let flipped = logits_of(&predictor, &config, &mirrored, &decoded.files, true, device)?;
+        logits = mean_probabilities(&logits, &flipped, predictor.classes.len());
+    }
     Ok(RunEvaluation {
         evaluation: evaluate(&logits, &images.labels, &predictor.classes)?,
         files: decoded.files,
         classes: predictor.classes,
     })
+}
+
+/// The model's logits for `images` (`mirrored`: the mirror images of `files`).
+fn logits_of(
+    predictor: &Predictor,
+    config: &TrainConfig,
+    images: &Arc<DecodedImages>,
+    files: &[LabeledImage],
+    mirrored: bool,
+    device: &Device,
+) -> Result<Vec<f32>> {
+    if config.mode == Mode::Frozen && config.feature_cache {
+        // A frozen backbone is the pretrained one: its features of these images may already
+        // be in the store (training computed them; a second evaluation certainly has).
+        let identity = feature_identity(config)?;
+        let identity = if mirrored { format!("{identity}|mirrored") } else { identity };
+        let mut store = FeatureStore::open(&identity)?;
+        let features = store.features(
+            &predictor.model.backbone,
+            images,
+            files,
+            predictor.input.normalization,
+            device,
+            "features",
+        )?;
+        return head_logits(&predictor.model.head, &features, device);
+    }
+    let progress = Progress::new("evaluate", images.len() as u64);
+    let logits = map_images(
+        images,
+        predictor.input.normalization,
+        device,
+        |n| progress.update(n as u64, String::new),
+        |x| predictor.model.forward(x),
+    )?;
+    progress.finish();
+    Ok(logits)
+}
+
+/// Rows of `ln((softmax(a) + softmax(b)) / 2)`: logits whose softmax is the mean of two
+/// predictions' probabilities.
+fn mean_probabilities(a: &[f32], b: &[f32], classes: usize) -> Vec<f32> {
+    a.chunks_exact(classes)
+        .zip(b.chunks_exact(classes))
+        .flat_map(|(a, b)| {
+            let (pa, pb) = (softmax(a), softmax(b));
+            pa.into_iter()
+                .zip(pb)
+                .map(|(x, y)| ((x + y) / 2.0).max(f32::MIN_POSITIVE).ln())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }

@@ -72,7 +72,7 @@ fn load_or_evaluate(run: &RunDir, device: &Device) -> Result<RunEvaluation> {
             return Ok(RunEvaluation { evaluation, files, classes });
         }
     }
-    let evaluated = evaluate_run(run, None, false, true, device)?;
+    let evaluated = evaluate_run(run, None, false, true, false, device)?;
     write_evaluation(&dir, &evaluated.evaluation, &evaluated.classes, &evaluated.files)?;
     Ok(evaluated)
 }

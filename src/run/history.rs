@@ -57,6 +57,25 @@ impl History {
         })
     }
 
+    /// The epoch since which `monitor` has not improved, and how many epochs ago that was.
+    pub fn epochs_without_improvement(&self, monitor: crate::config::Monitor) -> usize {
+        let value = |e: &EpochRecord| match monitor {
+            crate::config::Monitor::Loss => -e.val_loss,
+            crate::config::Monitor::Accuracy => e.val_accuracy,
+        };
+        let mut best = f64::NEG_INFINITY;
+        let mut since = 0;
+        for epoch in &self.epochs {
+            if value(epoch) > best {
+                best = value(epoch);
+                since = 0;
+            } else {
+                since += 1;
+            }
+        }
+        since
+    }
+
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -74,5 +93,42 @@ impl History {
             csv.serialize(record)?;
         }
         atomic_file::write(&dir.join("history.csv"), &csv.into_inner()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Monitor;
+
+    fn history(values: &[(f64, f64)]) -> History {
+        let epochs = values
+            .iter()
+            .enumerate()
+            .map(|(i, &(val_loss, val_accuracy))| EpochRecord {
+                epoch: i + 1,
+                images_seen: 0,
+                train_loss: 0.0,
+                train_accuracy: 0.0,
+                val_loss,
+                val_accuracy,
+                val_top5_accuracy: 1.0,
+                lr: 1e-3,
+                train_seconds: 1.0,
+                val_seconds: 1.0,
+                train_images_per_second: 1.0,
+                data_wait_fraction: 0.0,
+                peak_rss_mib: 0.0,
+            })
+            .collect();
+        History { epochs, ..History::default() }
+    }
+
+    #[test]
+    fn patience_counts_epochs_since_the_best() {
+        let h = history(&[(0.5, 0.90), (0.3, 0.95), (0.4, 0.96), (0.35, 0.94)]);
+        assert_eq!(h.epochs_without_improvement(Monitor::Loss), 2);
+        assert_eq!(h.epochs_without_improvement(Monitor::Accuracy), 1);
+        assert_eq!(h.best().unwrap().epoch, 3);
     }
 }

@@ -135,7 +135,9 @@ fn train(
         data,
         model,
         optimizers,
-        loss: CrossEntropyLossConfig::new(),
+        loss: CrossEntropyLossConfig::new().with_smoothing(
+            (config.label_smoothing > 0.0).then_some(config.label_smoothing as f32),
+        ),
     };
     trainer.train(&mut state)
 }

@@ -180,6 +180,20 @@ impl Trainer<'_> {
             self.run.log(&line)?;
             state.finished = true;
         }
+        let stale = state.history.epochs_without_improvement(config.patience_on);
+        if config.patience.is_some_and(|patience| stale >= patience) && !state.finished {
+            let line = format!(
+                "validation {} has not improved for {stale} epochs; stopping early",
+                if config.patience_on == crate::config::Monitor::Loss {
+                    "loss"
+                } else {
+                    "accuracy"
+                }
+            );
+            eprintln!("{line}");
+            self.run.log(&line)?;
+            state.finished = true;
+        }
         state.history.write(&self.run.path)?;
         checkpoint::save_resume(self.run, &self.model, &self.optimizers, state)
     }
