@@ -6,6 +6,7 @@ mod cam;
 mod compare;
 mod data;
 mod evaluate;
+mod export;
 mod predict;
 mod report;
 mod train;
@@ -52,6 +53,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Train a classifier (fine-tune, or a new top on a frozen backbone).
     Train(Box<train::TrainArgs>),
+    /// Export a trained model (or the ImageNet one) as an ONNX file.
+    Export(export::ExportArgs),
 }
 
 /// Where the network runs.
@@ -90,5 +93,6 @@ pub fn execute() -> Result<ExitCode> {
         Command::Report(args) => report::execute(args),
         Command::Cam(args) => cam::execute(args),
         Command::Train(args) => train::execute(*args),
+        Command::Export(args) => export::execute(args),
     }
 }

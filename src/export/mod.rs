@@ -1,0 +1,279 @@
+//! Exporting a classifier as one ONNX graph (opset 17) that a deployer can run anywhere: its
+//! input is the decoded image itself (uint8 RGB, `[batch, size, size, 3]`, the batch
+//! dimension dynamic), the preprocessing (channel order, mean, scale) is inside the graph,
+//! batch norm is folded into the convolutions, and the output is the class probabilities.
+//! Class names, input size and provenance are in the model's metadata.
+
+mod proto;
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use burn::tensor::Tensor;
+use prost::Message;
+
+use crate::inference::Predictor;
+use crate::model::Classifier;
+use crate::model::resnet::{Bottleneck, ConvBn};
+use crate::preprocess::Normalization;
+use proto::*;
+
+/// The ONNX operator set the graph uses.
+pub const OPSET: i64 = 17;
+/// The IR version that goes with opset 17.
+const IR_VERSION: i64 = 8;
+/// Names of the graph's input and output.
+pub const INPUT: &str = "image";
+pub const OUTPUT: &str = "probabilities";
+
+/// The ONNX model of `predictor`, with `provenance` (where it came from) in its metadata.
+pub fn to_onnx(predictor: &Predictor, provenance: BTreeMap<String, String>) -> Result<Vec<u8>> {
+    let mut graph = Graph::default();
+    let size = predictor.input.size as i64;
+    let x = graph.preprocess(predictor.input.normalization);
+    let features = graph.backbone(&predictor.model, x)?;
+    let logits = graph.head(&predictor.model, features)?;
+    graph.node("Softmax", &[&logits], OUTPUT, vec![int("axis", 1)]);
+
+    let classes = predictor.classes.len() as i64;
+    let input_doc = format!(
+        "uint8 RGB pixels, [batch, {size}, {size}, 3] (channels last): the image's centred square, resized to {size} x {size}"
+    );
+    let proto = GraphProto {
+        node: graph.nodes,
+        name: Some("fruitlab-classifier".into()),
+        initializer: graph.initializers,
+        input: vec![value_info(INPUT, UINT8, &[None, Some(size), Some(size), Some(3)], &input_doc)],
+        output: vec![value_info(OUTPUT, FLOAT, &[None, Some(classes)], "class probabilities")],
+    };
+    let mut metadata = provenance;
+    metadata.insert("classes".into(), serde_json::to_string(&predictor.classes)?);
+    metadata.insert("image_size".into(), size.to_string());
+    metadata.insert("input_layout".into(), "NHWC uint8 RGB".into());
+    metadata.insert("crop".into(), predictor.input.crop.to_string());
+    metadata.insert(
+        "normalization".into(),
+        serde_json::to_value(predictor.input.normalization)?.as_str().unwrap_or_default().into(),
+    );
+    let model = ModelProto {
+        ir_version: Some(IR_VERSION),
+        producer_name: Some("fruitlab".into()),
+        producer_version: Some(env!("CARGO_PKG_VERSION").into()),
+        doc_string: Some(format!("ResNet-50 image classifier over {classes} classes")),
+        graph: Some(proto),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(OPSET),
+        }],
+        metadata_props: metadata
+            .into_iter()
+            .map(|(key, value)| StringStringEntryProto { key: Some(key), value: Some(value) })
+            .collect(),
+    };
+    Ok(model.encode_to_vec())
+}
+
+/// The nodes and weights of the graph being built; values are named by the node making them.
+#[derive(Default)]
+struct Graph {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    counter: usize,
+}
+
+impl Graph {
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.counter += 1;
+        format!("{prefix}_{}", self.counter)
+    }
+
+    fn node(&mut self, op: &str, inputs: &[&str], output: &str, attributes: Vec<AttributeProto>) {
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.to_string()],
+            name: Some(format!("{op}_{}", self.nodes.len())),
+            op_type: Some(op.to_string()),
+            attribute: attributes,
+        });
+    }
+
+    /// A node with a fresh output name, which it returns.
+    fn op(&mut self, op: &str, inputs: &[&str], attributes: Vec<AttributeProto>) -> String {
+        let output = self.fresh(&op.to_lowercase());
+        self.node(op, inputs, &output, attributes);
+        output
+    }
+
+    fn weight(&mut self, prefix: &str, dims: &[usize], values: &[f32]) -> String {
+        let name = self.fresh(prefix);
+        self.initializers.push(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: Some(FLOAT),
+            name: Some(name.clone()),
+            raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        });
+        name
+    }
+
+    fn int64s(&mut self, prefix: &str, values: &[i64]) -> String {
+        let name = self.fresh(prefix);
+        self.initializers.push(TensorProto {
+            dims: vec![values.len() as i64],
+            data_type: Some(INT64),
+            name: Some(name.clone()),
+            raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        });
+        name
+    }
+
+    /// uint8 NHWC RGB in, normalised float NCHW out (the network's channel order).
+    fn preprocess(&mut self, normalization: Normalization) -> String {
+        let x = self.op("Cast", &[INPUT], vec![int("to", FLOAT as i64)]);
+        let x = match normalization {
+            Normalization::Caffe => {
+                // RGB -> BGR, minus the ImageNet means.
+                let bgr = self.int64s("bgr", &[2, 1, 0]);
+                let x = self.op("Gather", &[&x, &bgr], vec![int("axis", 3)]);
+                let mean_rgb = Normalization::Caffe.channels([0.0; 3]).map(|v| -v);
+                let mean = self.weight("mean", &[3], &mean_rgb);
+                self.op("Sub", &[&x, &mean], vec![])
+            }
+            Normalization::Rescale => {
+                let scale = self.weight("scale", &[1], &[1.0 / 255.0]);
+                self.op("Mul", &[&x, &scale], vec![])
+            }
+        };
+        self.op("Transpose", &[&x], vec![ints("perm", &[0, 3, 1, 2])])
+    }
+
+    /// A folded convolution (and its ReLU).
+    fn conv(&mut self, unit: &ConvBn, x: &str, relu: bool) -> Result<String> {
+        anyhow::ensure!(
+            unit.bn.is_none(),
+            "export needs the inference network (batch norm folded)"
+        );
+        let weight = unit.conv.weight.val();
+        let dims = weight.dims();
+        let w = self.weight("w", &dims, &values(weight)?);
+        let bias = match &unit.conv.bias {
+            Some(bias) => values(bias.val())?,
+            None => vec![0.0; dims[0]],
+        };
+        let b = self.weight("b", &[dims[0]], &bias);
+        let (k, stride) = (dims[2] as i64, unit.conv.stride[0] as i64);
+        let pad = k / 2;
+        let y = self.op(
+            "Conv",
+            &[x, &w, &b],
+            vec![
+                ints("kernel_shape", &[k, k]),
+                ints("strides", &[stride, stride]),
+                ints("pads", &[pad, pad, pad, pad]),
+                ints("dilations", &[1, 1]),
+                int("group", 1),
+            ],
+        );
+        Ok(if relu { self.op("Relu", &[&y], vec![]) } else { y })
+    }
+
+    fn block(&mut self, block: &Bottleneck, x: &str) -> Result<String> {
+        let shortcut = match &block.shortcut {
+            Some(projection) => self.conv(projection, x, false)?,
+            None => x.to_string(),
+        };
+        let y = self.conv(&block.reduce, x, true)?;
+        let y = self.conv(&block.spatial, &y, true)?;
+        let y = self.conv(&block.expand, &y, false)?;
+        let y = self.op("Add", &[&y, &shortcut], vec![]);
+        Ok(self.op("Relu", &[&y], vec![]))
+    }
+
+    /// The backbone: pooled features `[batch, 2048]`.
+    fn backbone(&mut self, model: &Classifier, x: String) -> Result<String> {
+        let backbone = &model.backbone;
+        let x = self.conv(&backbone.stem, &x, true)?;
+        let mut x = self.op(
+            "MaxPool",
+            &[&x],
+            vec![
+                ints("kernel_shape", &[3, 3]),
+                ints("strides", &[2, 2]),
+                ints("pads", &[1, 1, 1, 1]),
+            ],
+        );
+        for block in backbone.stages.iter().flat_map(|stage| &stage.blocks) {
+            x = self.block(block, &x)?;
+        }
+        let x = self.op("GlobalAveragePool", &[&x], vec![]);
+        Ok(self.op("Flatten", &[&x], vec![int("axis", 1)]))
+    }
+
+    /// The top: logits.
+    fn head(&mut self, model: &Classifier, mut x: String) -> Result<String> {
+        let head = &model.head;
+        for (layer, relu) in head.hidden.iter().map(|h| (h, true)).chain([(&head.output, false)]) {
+            // burn's Linear weight is [inputs, outputs]: Gemm's B as it is.
+            let weight = layer.weight.val();
+            let dims = weight.dims();
+            let w = self.weight("dense_w", &dims, &values(weight)?);
+            let bias = match &layer.bias {
+                Some(bias) => values(bias.val())?,
+                None => vec![0.0; dims[1]],
+            };
+            let b = self.weight("dense_b", &[dims[1]], &bias);
+            x = self.op("Gemm", &[&x, &w, &b], vec![]);
+            if relu {
+                x = self.op("Relu", &[&x], vec![]);
+            }
+        }
+        Ok(x)
+    }
+}
+
+fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    tensor
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|error| anyhow::anyhow!("cannot read the weights: {error:?}"))
+}
+
+fn int(name: &str, value: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        i: Some(value),
+        ints: vec![],
+        r#type: Some(ATTRIBUTE_INT),
+    }
+}
+
+fn ints(name: &str, values: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        i: None,
+        ints: values.to_vec(),
+        r#type: Some(ATTRIBUTE_INTS),
+    }
+}
+
+/// A graph input or output: element type and shape (`None` = the dynamic batch size).
+fn value_info(name: &str, elem_type: i32, dims: &[Option<i64>], doc: &str) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Some(size) => DimensionValue::Value(*size),
+                None => DimensionValue::Param("batch".into()),
+            }),
+        })
+        .collect();
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(TypeValue::TensorType(TensorTypeProto {
+                elem_type: Some(elem_type),
+                shape: Some(TensorShapeProto { dim }),
+            })),
+        }),
+        doc_string: Some(doc.into()),
+    }
+}
