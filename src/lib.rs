@@ -19,6 +19,7 @@ pub mod preprocess;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod serve;
 pub mod train;
 pub mod weights;
 

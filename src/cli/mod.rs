@@ -9,6 +9,7 @@ mod evaluate;
 mod export;
 mod predict;
 mod report;
+mod serve;
 mod train;
 mod values;
 mod weights;
@@ -55,6 +56,8 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Export a trained model (or the ImageNet one) as an ONNX file.
     Export(export::ExportArgs),
+    /// Serve a trained model over HTTP, with a page to drop photos on.
+    Serve(serve::ServeArgs),
 }
 
 /// Where the network runs.
@@ -94,5 +97,6 @@ pub fn execute() -> Result<ExitCode> {
         Command::Cam(args) => cam::execute(args),
         Command::Train(args) => train::execute(*args),
         Command::Export(args) => export::execute(args),
+        Command::Serve(args) => serve::execute(args),
     }
 }

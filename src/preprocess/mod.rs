@@ -146,6 +146,16 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage> {
     Ok(flatten_alpha(image))
 }
 
+/// The width and height an image file declares, read from its header without decoding it:
+/// what a server checks before it lets an upload allocate memory.
+pub fn declared_dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
+    let format = image::guess_format(bytes)
+        .map_err(|_| anyhow!("the content is not a JPEG or PNG image"))?;
+    ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|error| anyhow!("{error}"))
+}
+
 /// A JPEG must end its last scan with an end-of-image marker. Inside entropy-coded data a
 /// 0xFF byte is always followed by 0x00 or a restart marker, so FF D9 after the last
 /// start-of-scan (FF DA) can only be the real end; without it the file was cut short.

@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 /// `../shared` beside the project root, where the datasets and reference outputs live.
 pub fn shared() -> PathBuf {
@@ -31,4 +33,58 @@ pub fn cached_weights() -> PathBuf {
 
 pub fn fruitlab() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("fruitlab").unwrap()
+}
+
+/// A running server, stopped (SIGTERM) when dropped.
+pub struct Server {
+    child: Child,
+    pub url: String,
+}
+
+impl Server {
+    /// Starts `fruitlab serve` on a free port with `args` and waits until it listens.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fruitlab"))
+            .args(["serve", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{line}"))
+            .to_string();
+        Self { child, url }
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.terminate();
+        }
+    }
+}
+
+/// A trained run on the mini set (frozen: seconds, with the features cached).
+pub fn trained_run(dir: &Path) -> std::path::PathBuf {
+    cached_weights();
+    let run = dir.join("run");
+    fruitlab()
+        .args(["train", "--mode", "frozen", "--epochs", "2", "--data"])
+        .arg(mini_dataset())
+        .arg("--out")
+        .arg(&run)
+        .assert()
+        .success();
+    run
 }

@@ -1,0 +1,110 @@
+//! `fruitlab serve`: a trained run (or the ImageNet model) behind HTTP, with a page.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+
+use super::ComputeArgs;
+use crate::inference::Predictor;
+use crate::run::RunDir;
+use crate::serve::{self, ServeOptions};
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("model").required(true).args(["run", "weights"])))]
+pub struct ServeArgs {
+    /// A trained run folder: serve its best model.
+    #[arg(long, conflicts_with = "weights")]
+    run: Option<PathBuf>,
+    /// Serve the run's last checkpoint instead of its best.
+    #[arg(long, requires = "run")]
+    last: bool,
+    /// `imagenet` for the cached ImageNet ResNet-50, or a weights file.
+    #[arg(long)]
+    weights: Option<String>,
+    /// Address to listen on (0.0.0.0 for every interface).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port (0: any free one, printed at start).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Images per forward pass: concurrent requests share it.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    max_batch: u16,
+    /// Milliseconds a request waits for others to share its forward pass.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    max_wait_ms: u32,
+    /// Requests that may wait for the model; beyond it the server answers 503 (Retry-After).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    queue: u32,
+    /// Largest request body, in megabytes (413 beyond).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    max_body_mb: u32,
+    /// Largest image, in megapixels, checked before decoding (413 beyond).
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_megapixels: u32,
+    /// Images per request.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    max_images: u16,
+    /// Seconds to answer a request, receiving its body included (408 beyond).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    timeout_s: u32,
+    /// Seconds a client has to send its request headers (slow clients are dropped).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    header_timeout_s: u32,
+    #[command(flatten)]
+    compute: ComputeArgs,
+}
+
+pub fn execute(args: ServeArgs) -> Result<ExitCode> {
+    let device = args.compute.compute().setup()?;
+    let (predictor, source, training) = match (&args.run, args.weights.as_deref()) {
+        (Some(run), _) => {
+            let dir = RunDir::open(run)?;
+            let record = dir.read_record()?;
+            let history = dir.read_history().ok();
+            let best = history.as_ref().and_then(|h| h.best().cloned());
+            let training = json!({
+                "mode": record.config.mode,
+                "init": record.config.init,
+                "recipe": record.config.recipe,
+                "epochs": history.as_ref().map_or(0, |h| h.epochs.len()),
+                "images_seen": best.as_ref().map(|b| b.images_seen),
+                "best_val_accuracy": best.as_ref().map(|b| b.val_accuracy),
+                "validation": record.dataset.as_ref().map(|d| &d.validation),
+            });
+            let predictor = Predictor::from_run(&dir, args.last, &device)?;
+            (predictor, run.display().to_string(), training)
+        }
+        (None, weights) => {
+            let path = weights.filter(|w| *w != "imagenet").map(PathBuf::from);
+            let predictor = Predictor::imagenet(path.as_deref(), &device)?;
+            (predictor, weights.unwrap_or("imagenet").to_string(), json!({ "mode": "imagenet" }))
+        }
+    };
+    let model = json!({
+        "classes": predictor.classes,
+        "image_size": predictor.input.size,
+        "normalization": predictor.input.normalization,
+        "source": source,
+        "training": training,
+    });
+    let options = ServeOptions {
+        address: SocketAddr::new(args.host, args.port),
+        max_batch: args.max_batch as usize,
+        max_wait: Duration::from_millis(args.max_wait_ms as u64),
+        queue: args.queue as usize,
+        max_body: args.max_body_mb as usize * 1024 * 1024,
+        max_pixels: args.max_megapixels as u64 * 1_000_000,
+        max_images: args.max_images as usize,
+        timeout: Duration::from_secs(args.timeout_s as u64),
+        header_timeout: Duration::from_secs(args.header_timeout_s as u64),
+    };
+    serve::serve(predictor, model, options)?;
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
