@@ -13,6 +13,7 @@ pub mod export;
 pub mod features;
 pub mod inference;
 pub mod interrupt;
+pub mod lr_find;
 pub mod memory;
 pub mod model;
 pub mod preprocess;

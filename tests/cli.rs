@@ -82,8 +82,18 @@ fn frozen_train_evaluate_predict() {
         evaluation["top5_accuracy"].as_f64().unwrap() >= evaluation["accuracy"].as_f64().unwrap()
     );
     assert_eq!(evaluation["per_class"].as_array().unwrap().len(), 10);
-    for file in ["confusion.csv", "confusion.png", "per_class.csv", "errors.png"] {
-        assert!(run.join("evaluation").join(file).exists(), "{file} missing");
+    for file in ["evaluation.json", "confusion.csv", "confusion.png", "per_class.csv", "errors.jpg"]
+    {
+        assert!(run.join("evaluation-test").join(file).exists(), "{file} missing");
+    }
+    // Every mistake names its file, relative to the dataset.
+    let saved: Value = serde_json::from_slice(
+        &std::fs::read(run.join("evaluation-test/evaluation.json")).unwrap(),
+    )
+    .unwrap();
+    for mistake in saved["mistakes"].as_array().unwrap() {
+        let path = mistake["path"].as_str().unwrap();
+        assert!(common::mini_dataset().join("Test").join(path).exists(), "{path}");
     }
 
     let banana = common::mini_dataset().join("Test/Banana/141_100.jpg");
@@ -116,4 +126,133 @@ fn finetune_with_head_warmup_learns_in_a_few_steps() {
     assert_eq!(epochs[1]["images_seen"], 2 * 8 * 16);
     let evaluation = evaluate(&run);
     assert!(evaluation["accuracy"].as_f64().unwrap() >= 0.8, "{evaluation}");
+}
+
+#[test]
+fn the_screen_says_what_runs_and_stops_when_it_stops_improving() {
+    common::cached_weights();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("early");
+    let output = common::fruitlab()
+        .args([
+            "train",
+            "--mode",
+            "frozen",
+            "--epochs",
+            "30",
+            "--patience",
+            "1",
+            "--patience-on",
+            "accuracy",
+            "--data",
+        ])
+        .arg(common::mini_dataset())
+        .arg("--out")
+        .arg(&run)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in [
+        "train a new top on the frozen ImageNet ResNet-50 ->",
+        "  data     10 classes:",
+        "  validate on a contiguous 20%",
+        "  recipe   default: adam 1e-3",
+        "  compute  flex backend",
+    ] {
+        assert!(stderr.contains(line), "no `{line}` in:\n{stderr}");
+    }
+    let epochs: Vec<&str> =
+        stderr.lines().filter(|l| l.starts_with("epoch ") && l.contains("val ")).collect();
+    assert!(
+        !epochs.is_empty() && epochs.len() < 30,
+        "early stopping did not stop: {} epochs",
+        epochs.len()
+    );
+    assert!(epochs.iter().all(|l| l.chars().count() <= 100 && l.contains("img/s")), "{epochs:?}");
+    assert!(stderr.contains("has not improved for 1 epochs; stopping early"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("run folder:") && stdout.contains(" MB"), "{stdout}");
+    // A finished run keeps no resume checkpoint (hundreds of MB) unless asked to.
+    let leftovers = |run: &Path| {
+        std::fs::read_dir(run.join("resume"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "bpk"))
+            .count()
+    };
+    assert_eq!(leftovers(&run), 0);
+    let kept = dir.path().join("kept");
+    train(&kept, &["--mode", "frozen", "--epochs", "1", "--keep-resume"]);
+    assert_eq!(leftovers(&kept), 2, "the model and the optimizer state");
+
+    // The learning-rate finder: a curve and a suggestion.
+    let found = dir.path().join("lr");
+    let output = common::fruitlab()
+        .args(["lr-find", "--mode", "frozen", "--data"])
+        .arg(common::mini_dataset())
+        .arg("--out")
+        .arg(&found)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("suggested learning rate"), "{stdout}");
+    for file in ["lr-find.png", "lr-find.svg", "lr-find.csv"] {
+        assert!(found.join(file).exists(), "{file} missing");
+    }
+}
+
+#[test]
+fn every_flag_is_described_and_recipe_defaults_name_both_values() {
+    let commands: [&[&str]; 12] = [
+        &["train"],
+        &["compare"],
+        &["predict"],
+        &["evaluate"],
+        &["export"],
+        &["serve"],
+        &["bench"],
+        &["lr-find"],
+        &["cam"],
+        &["report"],
+        &["data", "inspect"],
+        &["weights", "fetch"],
+    ];
+    for command in commands {
+        let output =
+            common::fruitlab().args(command).arg("--help").assert().success().get_output().clone();
+        let help = String::from_utf8_lossy(&output.stdout).into_owned();
+        // Each option line is followed (on the same line or the next) by its description.
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("--")
+                || (trimmed.starts_with('-')
+                    && trimmed.chars().nth(1).is_some_and(|c| c.is_alphabetic()))
+            {
+                let described = trimmed.split("  ").filter(|s| !s.trim().is_empty()).count() > 1
+                    || lines.get(i + 1).is_some_and(|next| {
+                        next.starts_with("          ") && !next.trim().is_empty()
+                    });
+                assert!(described, "{command:?}: `{trimmed}` has no description");
+            }
+        }
+    }
+    let output =
+        common::fruitlab().args(["train", "--help"]).assert().success().get_output().clone();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in
+        ["--lr", "--batch-size", "--optimizer", "--normalization", "--schedule", "--batchnorm"]
+    {
+        let at = help.find(&format!("{flag} ")).unwrap_or_else(|| panic!("{flag}"));
+        let text: String = help[at..].lines().take(4).collect();
+        assert!(text.contains("[default:") && text.contains("notebook recipe"), "{flag}: {text}");
+    }
+    // predict without a model says both ways to give one.
+    let output =
+        common::fruitlab().args(["predict", "x.jpg"]).assert().failure().get_output().clone();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--run") && stderr.contains("--weights"), "{stderr}");
 }

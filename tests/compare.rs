@@ -47,10 +47,10 @@ fn compare_trains_both_models_and_writes_a_consistent_report() {
     for figure in [
         "confusion-pretrained.png",
         "confusion-vanilla.png",
-        "errors-pretrained.png",
-        "errors-vanilla.png",
-        "samples.png",
-        "cam.png",
+        "errors-pretrained.jpg",
+        "errors-vanilla.jpg",
+        "samples.jpg",
+        "cam.jpg",
     ] {
         let (w, h) = png_size(&out.join(figure));
         assert!(w >= 400 && h >= 100, "{figure} is {w}x{h}");
@@ -84,9 +84,40 @@ fn compare_trains_both_models_and_writes_a_consistent_report() {
     assert!(pretrained > vanilla + 0.3, "pretrained {pretrained} vs vanilla {vanilla}");
 
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    assert!(html.contains("Pretrained") && html.contains("Vanilla"));
-    assert!(html.matches("data:image/png;base64,").count() >= 8, "figures are embedded");
+    assert!(html.contains("<title>fruitlab report: fruits-360-mini</title>"), "a readable title");
+    for section in [
+        "Results",
+        "The data",
+        "Training curves",
+        "Confusion and mistakes",
+        "Where the network looks",
+        "Commands",
+        "Configuration",
+    ] {
+        assert!(html.contains(&format!("<h2>{section}</h2>")), "no {section} section");
+    }
+    assert!(
+        html.contains("best checkpoint") && html.contains("final epoch"),
+        "which numbers are which"
+    );
+    assert!(html.contains("a contiguous 20% of every recording"), "where validation comes from");
+    assert!(html.contains("compare --data"), "the command line");
+    assert!(
+        html.contains("<code>init</code>") && html.contains("full configuration"),
+        "configuration differences"
+    );
+    assert!(html.matches("<svg").count() >= 2, "charts are inline SVG");
+    assert!(html.matches("data:image/").count() >= 5, "figures are embedded");
     assert!(!html.contains("src=\"http"), "the report is self-contained");
+    assert!(html.len() < 1_000_000, "the page is {} bytes", html.len());
+    // The findings, in words computed from the histories.
+    let findings = summary["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 3, "{findings:?}");
+    assert!(
+        findings[2].as_str().unwrap().starts_with("Pretrained is ahead of Vanilla by"),
+        "{findings:?}"
+    );
+    assert!(html.contains(findings[0].as_str().unwrap()));
 
     // `report` regenerates the same numbers from the saved runs.
     let again = dir.path().join("again");
@@ -114,6 +145,30 @@ fn compare_trains_both_models_and_writes_a_consistent_report() {
         .arg(&cams)
         .assert()
         .success();
-    assert_eq!(png_size(&cams.join("141_100-cam.png")), (300, 300));
+    let (w, h) = png_size(&cams.join("Banana-141_100-cam.png"));
+    assert!(w > 600 && h > 350, "the photo beside its map, a caption and a scale: {w}x{h}");
     assert_eq!(std::fs::read_dir(&cams).unwrap().count(), 2);
+
+    // Two runs of the same kind are told apart by their folder names.
+    let copy = dir.path().join("pretrained-again");
+    let status =
+        std::process::Command::new("cp").arg("-r").arg(out.join("pretrained")).arg(&copy).status();
+    assert!(status.unwrap().success());
+    let same = dir.path().join("same");
+    common::fruitlab()
+        .arg("report")
+        .arg(out.join("pretrained"))
+        .arg(&copy)
+        .arg("--out")
+        .arg(&same)
+        .assert()
+        .success();
+    let labels: Vec<Value> = json(&same.join("summary.json"))["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["label"].clone())
+        .collect();
+    assert_eq!(labels, ["pretrained", "pretrained-again"]);
+    assert!(same.join("confusion-pretrained-again.png").exists(), "each run its own figure");
 }

@@ -286,7 +286,8 @@ fn corrupt_caches_are_named_and_rebuilt_and_corrupt_checkpoints_refused() {
     // A corrupted feature store: reported, recomputed, the run succeeds.
     let runs = tempfile::tempdir().unwrap();
     let train_frozen = |name: &str| {
-        let mut command = with_cache(&["train", "--mode", "frozen", "--epochs", "1", "--data"]);
+        let mut command =
+            with_cache(&["train", "--mode", "frozen", "--epochs", "1", "--keep-resume", "--data"]);
         command.arg(common::mini_dataset()).arg("--out").arg(runs.path().join(name));
         command
     };

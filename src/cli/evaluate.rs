@@ -24,7 +24,8 @@ pub struct EvaluateArgs {
     #[arg(long)]
     last: bool,
     /// Where to write evaluation.json, confusion.csv/png, per_class.csv and the error grid
-    /// [default: RUN/evaluation].
+    /// [default: RUN/evaluation for the validation images, RUN/evaluation-test for a
+    /// dataset's Test/, RUN/evaluation-NAME for a folder NAME].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Test-time augmentation: average each image's prediction with its mirror image's
@@ -53,8 +54,11 @@ pub fn execute(args: EvaluateArgs) -> Result<ExitCode> {
         &device,
     )?;
 
-    let out = args.out.clone().unwrap_or_else(|| run.file("evaluation"));
-    report::build::write_evaluation(&out, &evaluation, &classes, &files)?;
+    let out = match &args.out {
+        Some(out) => out.clone(),
+        None => eval::run::evaluation_dir(&run, args.data.as_deref())?,
+    };
+    report::evaluation::write_evaluation(&out, &evaluation, &classes, &files)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&evaluation)?);
     } else {

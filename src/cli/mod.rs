@@ -7,6 +7,7 @@ mod compare;
 mod data;
 mod evaluate;
 mod export;
+mod lr_find;
 mod predict;
 mod report;
 mod serve;
@@ -58,6 +59,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Serve a trained model over HTTP, with a page to drop photos on.
     Serve(serve::ServeArgs),
+    /// Find a learning rate: the loss over a sweep of rates, and a suggestion.
+    LrFind(Box<lr_find::LrFindArgs>),
 }
 
 /// Where the network runs.
@@ -98,5 +101,6 @@ pub fn execute() -> Result<ExitCode> {
         Command::Train(args) => train::execute(*args),
         Command::Export(args) => export::execute(args),
         Command::Serve(args) => serve::execute(args),
+        Command::LrFind(args) => lr_find::execute(*args),
     }
 }

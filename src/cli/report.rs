@@ -33,12 +33,13 @@ pub fn execute(args: ReportArgs) -> Result<ExitCode> {
 pub fn print_summary(summary: &Summary, out: &Path) {
     for model in &summary.models {
         println!(
-            "{:28} best val acc {:6.2}% (epoch {}), final {:6.2}%, {:.1} min",
+            "{:20} best val acc {:6.2}% (epoch {}), final {:6.2}%, {:.1} min, run folder {:.0} MB",
             model.label,
             100.0 * model.best_val_accuracy,
             model.best_epoch,
             100.0 * model.final_val_accuracy,
-            model.total_seconds / 60.0
+            model.total_seconds / 60.0,
+            model.folder_bytes as f64 / 1e6
         );
     }
     println!("report: {}", out.join("report.html").display());

@@ -146,6 +146,10 @@ pub struct TrainFlags {
     /// refusing the dataset.
     #[arg(long)]
     pub skip_bad_images: bool,
+    /// Keep the resume checkpoint (about 300 MB when fine-tuning) once the run has finished;
+    /// by default it is removed then.
+    #[arg(long)]
+    pub keep_resume: bool,
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
@@ -186,6 +190,7 @@ impl TrainFlags {
             feature_cache: self.no_feature_cache.then_some(false),
             seed: self.seed,
             skip_bad_images: self.skip_bad_images.then_some(true),
+            keep_resume: self.keep_resume.then_some(true),
             backend: Some(self.compute.backend),
             device: self.compute.device.clone(),
             threads: self.compute.threads.map(usize::from),
@@ -218,10 +223,11 @@ pub fn execute(args: TrainArgs) -> Result<ExitCode> {
     }
     match outcome.history.best() {
         Some(best) => println!(
-            "best validation accuracy {:.2}% (epoch {}); model: {}",
+            "best validation accuracy {:.2}% (epoch {}); model: {}; run folder: {:.0} MB",
             100.0 * best.val_accuracy,
             best.epoch,
-            out.join("model-best.safetensors").display()
+            out.join("model-best.safetensors").display(),
+            crate::report::summary::folder_size(&out) as f64 / 1e6
         ),
         None => bail!("the run trained no epoch"),
     }

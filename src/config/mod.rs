@@ -123,6 +123,9 @@ pub struct TrainConfig {
     pub feature_cache: bool,
     pub seed: u64,
     pub skip_bad_images: bool,
+    /// Keep the resume checkpoint (model and optimizer states) once the run has finished.
+    #[serde(default)]
+    pub keep_resume: bool,
     pub backend: Backend,
     pub device: Option<DeviceSpec>,
     pub threads: Option<usize>,

@@ -57,6 +57,7 @@ pub struct Overrides {
     pub feature_cache: Option<bool>,
     pub seed: Option<u64>,
     pub skip_bad_images: Option<bool>,
+    pub keep_resume: Option<bool>,
     pub backend: Option<Backend>,
     pub device: Option<DeviceSpec>,
     pub threads: Option<usize>,
@@ -124,6 +125,7 @@ impl Recipe {
             feature_cache: !notebook,
             seed: 42,
             skip_bad_images: false,
+            keep_resume: false,
             backend: Backend::Flex,
             device: None,
             threads: None,
@@ -167,6 +169,7 @@ impl Overrides {
         set(&mut config.feature_cache, self.feature_cache);
         set(&mut config.seed, self.seed);
         set(&mut config.skip_bad_images, self.skip_bad_images);
+        set(&mut config.keep_resume, self.keep_resume);
         set(&mut config.backend, self.backend);
         config.device = self.device.or(config.device);
         config.threads = self.threads.or(config.threads);

@@ -2,8 +2,11 @@
 
 pub mod run;
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
+use crate::data::LabeledImage;
 use crate::inference::{ensure_finite, softmax};
 
 /// Loss and accuracy of a set of predictions.
@@ -89,6 +92,9 @@ pub struct Confusion {
 pub struct Mistake {
     /// Index of the image in the evaluated set.
     pub index: usize,
+    /// The image's file, relative to the dataset root when it lies under it.
+    #[serde(default)]
+    pub path: PathBuf,
     pub true_class: String,
     pub predicted_class: String,
     /// Probability given to the wrong prediction.
@@ -98,6 +104,12 @@ pub struct Mistake {
 /// The full evaluation of a model on a set of images.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Evaluation {
+    /// The folder evaluated on; `None` for the run's own validation images.
+    #[serde(default)]
+    pub data: Option<PathBuf>,
+    /// Whether each prediction averaged the image's and its mirror image's.
+    #[serde(default)]
+    pub mirrored_too: bool,
     #[serde(flatten)]
     pub metrics: Metrics,
     pub per_class: Vec<ClassAccuracy>,
@@ -123,6 +135,7 @@ pub fn evaluate(
         if predicted != label {
             mistakes.push(Mistake {
                 index,
+                path: PathBuf::new(),
                 true_class: classes[label].clone(),
                 predicted_class: classes[predicted].clone(),
                 confidence: softmax(row)[predicted],
@@ -154,7 +167,26 @@ pub fn evaluate(
         .collect();
     most_confused.sort_by_key(|pair| std::cmp::Reverse(pair.count));
     most_confused.truncate(10);
-    Ok(Evaluation { metrics, per_class, confusion, most_confused, mistakes })
+    Ok(Evaluation {
+        data: None,
+        mirrored_too: false,
+        metrics,
+        per_class,
+        confusion,
+        most_confused,
+        mistakes,
+    })
+}
+
+impl Evaluation {
+    /// Names each mistake's file (`files` are the evaluated images, in order), relative to
+    /// `root` when under it, so that every mistake can be found.
+    pub fn name_files(&mut self, files: &[LabeledImage], root: &Path) {
+        for mistake in &mut self.mistakes {
+            let path = &files[mistake.index].path;
+            mistake.path = path.strip_prefix(root).unwrap_or(path).to_path_buf();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -27,16 +27,7 @@ pub fn evaluation_images(
         let config = run.read_record()?.config;
         return Ok(data::load_splits(&config.data, config.val_split)?.val);
     };
-    let folder = if dir.join("Test").is_dir() {
-        dir.join("Test")
-    } else if dir.join("Training").is_dir() {
-        bail!(
-            "{} has Training/ but no Test/: pass a folder of class folders, or leave out --data to use the run's validation images",
-            dir.display()
-        );
-    } else {
-        dir.to_path_buf()
-    };
+    let folder = evaluation_folder(dir)?;
     let found = ImageFolder::scan(&folder)?;
     let unknown: Vec<&String> = found.classes.iter().filter(|c| !classes.contains(c)).collect();
     if !unknown.is_empty() {
@@ -51,6 +42,33 @@ pub fn evaluation_images(
             LabeledImage { path: image.path, label }
         })
         .collect())
+}
+
+/// The folder of class folders that `--data DIR` names: `DIR/Test` when there is one, else
+/// `DIR` itself.
+pub fn evaluation_folder(dir: &Path) -> Result<std::path::PathBuf> {
+    if dir.join("Test").is_dir() {
+        return Ok(dir.join("Test"));
+    }
+    if dir.join("Training").is_dir() {
+        bail!(
+            "{} has Training/ but no Test/: pass a folder of class folders, or leave out --data to use the run's validation images",
+            dir.display()
+        );
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// Where an evaluation is written in the run folder: `evaluation/` for the validation
+/// images, `evaluation-NAME/` for the folder NAME (e.g. `evaluation-test/`), so that neither
+/// overwrites the other.
+pub fn evaluation_dir(run: &RunDir, data: Option<&Path>) -> Result<std::path::PathBuf> {
+    let Some(dir) = data else { return Ok(run.file("evaluation")) };
+    let folder = evaluation_folder(dir)?;
+    let name = folder.file_name().map_or("data".into(), |n| n.to_string_lossy().to_lowercase());
+    let name: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    Ok(run.file(&format!("evaluation-{name}")))
 }
 
 /// What [`evaluate_run`] found: the evaluation, the evaluated files (unreadable ones left out
@@ -87,11 +105,11 @@ pub fn evaluate_run(
         let flipped = logits_of(&predictor, &config, &mirrored, &decoded.files, true, device)?;
         logits = mean_probabilities(&logits, &flipped, predictor.classes.len());
     }
-    Ok(RunEvaluation {
-        evaluation: evaluate(&logits, &images.labels, &predictor.classes)?,
-        files: decoded.files,
-        classes: predictor.classes,
-    })
+    let mut evaluation = evaluate(&logits, &images.labels, &predictor.classes)?;
+    evaluation.name_files(&decoded.files, data.unwrap_or(&config.data));
+    evaluation.data = data.map(Path::to_path_buf);
+    evaluation.mirrored_too = mirrored_too;
+    Ok(RunEvaluation { evaluation, files: decoded.files, classes: predictor.classes })
 }
 
 /// The model's logits for `images` (`mirrored`: the mirror images of `files`).

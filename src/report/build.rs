@@ -9,73 +9,22 @@ use plotters::prelude::RGBColor;
 
 use super::charts::{Chart, Series};
 use super::grid::{self, Tile};
-use super::html::{self, Figure};
+use super::html::{self, Figure, Page};
+use super::runs::{self, LoadedRun};
 use super::summary::{self, Summary};
-use super::{confusion, tables};
+use super::{confusion, findings};
 use crate::cam;
-use crate::config::TrainConfig;
 use crate::data::{ImageFolder, LabeledImage, dataset::training_folder};
-use crate::eval::Evaluation;
-use crate::eval::run::{RunEvaluation, evaluate_run, evaluation_images};
 use crate::inference::Predictor;
-use crate::run::{EpochRecord, History, RunDir, read_json, write_json};
+use crate::run::{EpochRecord, write_json};
 
 /// Colours of the runs' curves, in order.
 const COLOURS: [RGBColor; 4] =
     [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
 
-/// Images shown with their activation maps.
-const CAM_IMAGES: usize = 8;
-
-/// Writes evaluation.json, confusion.csv/png, per_class.csv and errors.png into `out`.
-pub fn write_evaluation(
-    out: &Path,
-    evaluation: &Evaluation,
-    classes: &[String],
-    files: &[LabeledImage],
-) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    write_json(&out.join("evaluation.json"), evaluation)?;
-    tables::write_confusion_csv(&out.join("confusion.csv"), &evaluation.confusion, classes)?;
-    tables::write_per_class_csv(&out.join("per_class.csv"), &evaluation.per_class)?;
-    confusion::draw(
-        &out.join("confusion.png"),
-        &evaluation.confusion,
-        classes,
-        "Confusion matrix (validation)",
-    )?;
-    let paths: Vec<PathBuf> =
-        evaluation.mistakes.iter().map(|m| files[m.index].path.clone()).collect();
-    grid::draw_mistakes(&out.join("errors.png"), &evaluation.mistakes, &paths)
-}
-
-/// A run with everything the report needs.
-struct LoadedRun {
-    run: RunDir,
-    config: TrainConfig,
-    history: History,
-    evaluation: Evaluation,
-    files: Vec<LabeledImage>,
-    classes: Vec<String>,
-    label: String,
-}
-
-/// The run's validation evaluation, from `RUN/evaluation` or computed (and saved) now.
-fn load_or_evaluate(run: &RunDir, device: &Device) -> Result<RunEvaluation> {
-    let dir = run.file("evaluation");
-    let saved = dir.join("evaluation.json");
-    let classes = run.read_classes()?;
-    if saved.exists() {
-        let evaluation: Evaluation = read_json(&saved)?;
-        let files = evaluation_images(run, None, &classes)?;
-        if evaluation.metrics.images == files.len() {
-            return Ok(RunEvaluation { evaluation, files, classes });
-        }
-    }
-    let evaluated = evaluate_run(run, None, false, true, false, device)?;
-    write_evaluation(&dir, &evaluated.evaluation, &evaluated.classes, &evaluated.files)?;
-    Ok(evaluated)
-}
+/// Classes shown with an activation map: all of a small dataset, else this many, spread
+/// over the class list.
+const CAM_CLASSES: usize = 12;
 
 fn slug(label: &str) -> String {
     label
@@ -89,33 +38,30 @@ fn slug(label: &str) -> String {
         .join("-")
 }
 
+/// The dataset's name: its folder's, or its parent's for a `Training` folder.
+fn dataset_name(data: &Path) -> String {
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    match name(data).as_deref() {
+        Some("Training") => data.parent().and_then(name).unwrap_or_else(|| "dataset".into()),
+        Some(other) => other.to_string(),
+        None => "dataset".into(),
+    }
+}
+
 /// Builds the report of `runs` into `out`.
 pub fn build(runs: &[PathBuf], out: &Path, device: &Device) -> Result<Summary> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut loaded = Vec::new();
-    let configs: Vec<TrainConfig> = runs
-        .iter()
-        .map(|path| Ok(RunDir::open(path)?.read_record()?.config))
-        .collect::<Result<_>>()?;
-    let modes_differ = configs.iter().any(|c| c.mode != configs[0].mode);
-    for (path, config) in runs.iter().zip(configs) {
-        let run = RunDir::open(path)?;
-        let history = run.read_history()?;
-        let RunEvaluation { evaluation, files, classes } = load_or_evaluate(&run, device)?;
-        let label = summary::label(&config, modes_differ);
-        loaded.push(LoadedRun { run, config, history, evaluation, files, classes, label });
-    }
+    let loaded = runs::load(runs, device)?;
 
-    let dataset = loaded[0].config.data.clone();
+    let dataset = loaded[0].config().data.clone();
+    let name = dataset_name(&dataset);
     let images_seen = loaded
         .iter()
         .filter_map(|r| r.history.epochs.last())
         .map(|e| e.images_seen)
         .max()
         .unwrap_or(0);
-    let dataset_name =
-        dataset.file_name().map_or("dataset".into(), |n| n.to_string_lossy().into_owned());
-    curves(&loaded, out, &dataset_name, images_seen)?;
+    curves(&loaded, out, &name, images_seen)?;
 
     let mut per_model = Vec::new();
     for run in &loaded {
@@ -127,84 +73,73 @@ pub fn build(runs: &[PathBuf], out: &Path, device: &Device) -> Result<Summary> {
             &run.classes,
             &format!("{}: confusion matrix (validation)", run.label),
         )?;
-        let errors_png = out.join(format!("errors-{slug}.png"));
+        let errors = out.join(format!("errors-{slug}.jpg"));
         let paths: Vec<PathBuf> =
             run.evaluation.mistakes.iter().map(|m| run.files[m.index].path.clone()).collect();
-        grid::draw_mistakes(&errors_png, &run.evaluation.mistakes, &paths)?;
-        per_model
-            .push(Figure { title: format!("{}: confusion matrix", run.label), png: confusion_png });
-        per_model.push(Figure {
-            title: format!("{}: most confident mistakes", run.label),
-            png: errors_png,
-        });
+        grid::draw_mistakes(&errors, &run.evaluation.mistakes, &paths)?;
+        per_model.push(Figure::image(
+            format!("{}: confusion matrix (validation images)", run.label),
+            confusion_png,
+        ));
+        per_model.push(Figure::image(
+            format!(
+                "{}: its most confident mistakes, each with its file (relative to the dataset)",
+                run.label
+            ),
+            errors,
+        ));
     }
 
-    let samples_png = out.join("samples.png");
-    grid::draw_samples(&samples_png, &ImageFolder::scan(&training_folder(&dataset))?)?;
-    let cam_png = out.join("cam.png");
-    activation_maps(&loaded[0], &cam_png, device)?;
+    let samples = out.join("samples.jpg");
+    grid::draw_samples(&samples, &ImageFolder::scan(&training_folder(&dataset))?)?;
+    let cams = out.join("cam.jpg");
+    let shown = activation_maps(&loaded[0], &cams, device)?;
 
     let summary = Summary {
         dataset: dataset.clone(),
-        generated: chrono::Local::now().to_rfc3339(),
-        models: loaded
-            .iter()
-            .map(|r| {
-                summary::summarise(
-                    r.label.clone(),
-                    r.run.path.clone(),
-                    &r.config,
-                    &r.history,
-                    Some(r.evaluation.metrics),
-                )
-            })
-            .collect(),
+        dataset_name: name.clone(),
+        generated: chrono::Local::now().format("%Y-%m-%d %H:%M").to_string(),
+        findings: findings::findings(&loaded),
+        models: loaded.iter().map(summary::summarise).collect(),
     };
     write_json(&out.join("summary.json"), &summary)?;
-    let sections = vec![
-        (
-            "Training curves".to_string(),
-            vec![
-                Figure {
-                    title: "Validation (solid) and training (dashed) accuracy per epoch".into(),
-                    png: out.join("accuracy.png"),
-                },
-                Figure {
-                    title: "Validation (solid) and training (dashed) loss per epoch".into(),
-                    png: out.join("loss.png"),
-                },
-            ],
+    let page = Page {
+        summary: &summary,
+        runs: &loaded,
+        curves: vec![
+            Figure::svg(
+                "Accuracy per epoch: validation (solid) and training (dashed)",
+                out.join("accuracy.svg"),
+            ),
+            Figure::svg(
+                "Loss per epoch, on a logarithmic scale: validation (solid) and training (dashed)",
+                out.join("loss.svg"),
+            ),
+        ],
+        per_model,
+        activation_maps: Figure::image(
+            format!(
+                "{}: class activation maps (Grad-CAM) of validation images, {shown}: each photo, then where the network found the evidence for its prediction (yellow: strongest)",
+                loaded[0].label
+            ),
+            cams,
         ),
-        ("Confusion and mistakes".to_string(), per_model),
-        (
-            "Where the network looks".to_string(),
-            vec![Figure {
-                title: format!(
-                    "{}: class activation maps (Grad-CAM) of validation images",
-                    loaded[0].label
-                ),
-                png: cam_png,
-            }],
+        samples: Figure::image(
+            "One training image per class, with the class's image count",
+            samples,
         ),
-        (
-            "The data".to_string(),
-            vec![Figure { title: "One training image per class".into(), png: samples_png }],
-        ),
-    ];
-    let configs: Vec<(String, TrainConfig)> =
-        loaded.iter().map(|r| (r.label.clone(), r.config.clone())).collect();
-    let page = html::render(&summary, &configs, &sections)?;
-    crate::atomic_file::write(&out.join("report.html"), page.as_bytes())?;
+    };
+    crate::atomic_file::write(&out.join("report.html"), html::render(&page)?.as_bytes())?;
     Ok(summary)
 }
 
 fn curves(runs: &[LoadedRun], out: &Path, dataset: &str, images_seen: u64) -> Result<()> {
     type Pick = fn(&EpochRecord) -> (f64, f64);
-    let charts: [(&str, &str, Pick); 2] = [
-        ("accuracy", "accuracy (%)", |e| (100.0 * e.val_accuracy, 100.0 * e.train_accuracy)),
-        ("loss", "cross-entropy loss", |e| (e.val_loss, e.train_loss)),
+    let charts: [(&str, &str, Pick, bool); 2] = [
+        ("accuracy", "accuracy (%)", |e| (100.0 * e.val_accuracy, 100.0 * e.train_accuracy), false),
+        ("loss", "cross-entropy loss (log scale)", |e| (e.val_loss, e.train_loss), true),
     ];
-    for (name, y_label, pick) in charts {
+    for (name, y_label, pick, log_y) in charts {
         let mut series = Vec::new();
         for (run, colour) in runs.iter().zip(COLOURS.iter().cycle()) {
             let points: Vec<(f64, (f64, f64))> =
@@ -230,23 +165,34 @@ fn curves(runs: &[LoadedRun], out: &Path, dataset: &str, images_seen: u64) -> Re
             x_label: "epoch".into(),
             y_label: y_label.into(),
             series,
+            log_y,
+            log_x: false,
         };
         chart.draw(&out.join(format!("{name}.png")), &out.join(format!("{name}.svg")))?;
     }
     Ok(())
 }
 
-/// Activation maps of validation images spread over the classes.
-fn activation_maps(run: &LoadedRun, path: &Path, device: &Device) -> Result<()> {
+/// Activation maps of one validation image per class (all classes, or a spread-out sample);
+/// returns what was shown, in words.
+fn activation_maps(run: &LoadedRun, path: &Path, device: &Device) -> Result<String> {
     let predictor = Predictor::from_run(&run.run, false, device)?;
-    let step = (run.files.len() / CAM_IMAGES).max(1);
+    let classes = run.classes.len();
+    let chosen: Vec<usize> = if classes <= CAM_CLASSES {
+        (0..classes).collect()
+    } else {
+        (0..CAM_CLASSES).map(|i| i * classes / CAM_CLASSES).collect()
+    };
     let mut tiles = Vec::new();
-    for file in run.files.iter().step_by(step).take(CAM_IMAGES) {
+    for &label in &chosen {
+        // The middle validation image of the class.
+        let of_class: Vec<&LabeledImage> = run.files.iter().filter(|f| f.label == label).collect();
+        let Some(file) = of_class.get(of_class.len() / 2) else { continue };
         let rgb = predictor.input.load(&file.path)?;
         let map = cam::image_map(&predictor, &rgb)?;
         tiles.push(Tile {
             image: rgb.clone(),
-            caption: vec![format!("true: {}", predictor.classes[file.label])],
+            caption: vec![format!("true: {}", predictor.classes[label])],
         });
         tiles.push(Tile {
             image: cam::overlay(&rgb, &map, 1),
@@ -259,8 +205,16 @@ fn activation_maps(run: &LoadedRun, path: &Path, device: &Device) -> Result<()> 
     }
     grid::draw(
         path,
-        "Class activation maps: image, and evidence for the predicted class",
+        "Class activation maps: each image, and the evidence for the predicted class",
         &tiles,
         8,
-    )
+    )?;
+    Ok(if chosen.len() == classes {
+        format!("one of each of the {classes} classes")
+    } else {
+        format!(
+            "one of each of {} of the {classes} classes, spread over the class list",
+            chosen.len()
+        )
+    })
 }

@@ -25,6 +25,23 @@ pub struct Chart {
     pub x_label: String,
     pub y_label: String,
     pub series: Vec<Series>,
+    /// A logarithmic y axis: curves that differ by orders of magnitude (a diverging model's
+    /// loss beside a converged one's) stay readable.
+    pub log_y: bool,
+    /// A logarithmic x axis (a learning-rate sweep); otherwise x counts epochs.
+    pub log_x: bool,
+}
+
+/// A value of a logarithmic axis, written plainly (0.01, 0.5, 20).
+fn log_tick(exponent: f64) -> String {
+    let value = 10f64.powf(exponent);
+    if value >= 10.0 {
+        format!("{value:.0}")
+    } else if value >= 0.1 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.0e}")
+    }
 }
 
 /// A short tick label with as many decimals as the axis span needs.
@@ -41,8 +58,21 @@ fn tick_label(value: f64, span: f64) -> String {
 }
 
 impl Chart {
+    /// The plotted points: y in log10 on a logarithmic axis.
+    fn plotted(&self, series: &Series) -> Vec<(f64, f64)> {
+        let log = |v: f64| v.max(1e-12).log10();
+        series
+            .points
+            .iter()
+            .map(|&(x, y)| {
+                (if self.log_x { log(x) } else { x }, if self.log_y { log(y) } else { y })
+            })
+            .collect()
+    }
+
     fn ranges(&self) -> ((f64, f64), (f64, f64)) {
-        let points = self.series.iter().flat_map(|s| &s.points);
+        let plotted: Vec<(f64, f64)> = self.series.iter().flat_map(|s| self.plotted(s)).collect();
+        let points = plotted.iter();
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
         for &(x, y) in points {
             (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
@@ -99,9 +129,15 @@ impl Chart {
             .x_labels(whole_steps)
             // Epochs are whole numbers: label only those.
             .x_label_formatter(&|x| {
-                if (x - x.round()).abs() < 1e-6 { format!("{x:.0}") } else { String::new() }
+                if self.log_x {
+                    log_tick(*x)
+                } else if (x - x.round()).abs() < 1e-6 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
             })
-            .y_label_formatter(&|y| tick_label(*y, y1 - y0))
+            .y_label_formatter(&|y| if self.log_y { log_tick(*y) } else { tick_label(*y, y1 - y0) })
             .axis_desc_style((FONT, 20))
             .label_style((FONT, 16))
             .light_line_style(RGBColor(235, 235, 235))
@@ -109,19 +145,16 @@ impl Chart {
             .map_err(drawing_error)?;
         for series in &self.series {
             let style = series.color.stroke_width(3);
+            let points = self.plotted(series);
             if series.dashed {
                 chart
-                    .draw_series(DashedLineSeries::new(series.points.clone(), 10, 6, style))
+                    .draw_series(DashedLineSeries::new(points.clone(), 10, 6, style))
                     .map_err(drawing_error)?;
             } else {
-                chart
-                    .draw_series(LineSeries::new(series.points.clone(), style))
-                    .map_err(drawing_error)?;
+                chart.draw_series(LineSeries::new(points.clone(), style)).map_err(drawing_error)?;
             }
             chart
-                .draw_series(
-                    series.points.iter().map(|&p| Circle::new(p, 4, series.color.filled())),
-                )
+                .draw_series(points.iter().map(|&p| Circle::new(p, 4, series.color.filled())))
                 .map_err(drawing_error)?;
         }
         let text = TextStyle::from((FONT, 18).into_font());

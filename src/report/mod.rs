@@ -4,8 +4,11 @@
 pub mod build;
 pub mod charts;
 pub mod confusion;
+pub mod evaluation;
+pub mod findings;
 pub mod grid;
 pub mod html;
+pub mod runs;
 pub mod summary;
 pub mod tables;
 
@@ -34,10 +37,16 @@ pub fn drawing_error<E: std::fmt::Debug>(error: E) -> anyhow::Error {
     anyhow::anyhow!("drawing failed: {error:?}")
 }
 
-/// Encodes an RGB buffer as PNG, atomically.
+/// Encodes an RGB buffer as PNG, or as JPEG (quality 85: photographs, a fraction of the
+/// size) when the file name ends in `.jpg`, atomically.
 pub fn write_png(path: &std::path::Path, width: u32, height: u32, rgb: Vec<u8>) -> Result<()> {
     let image = image::RgbImage::from_raw(width, height, rgb).expect("buffer matches its size");
     let mut bytes = Vec::new();
-    image.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    if path.extension().is_some_and(|e| e == "jpg") {
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 85);
+        image.write_with_encoder(encoder)?;
+    } else {
+        image.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    }
     crate::atomic_file::write(path, &bytes)
 }

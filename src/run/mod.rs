@@ -180,6 +180,21 @@ impl RunDir {
 
     /// The resume state, after checking that the checkpoint files it names are the bytes
     /// that were written.
+    /// Removes the resume checkpoint's model and optimizer files of a finished run (hundreds
+    /// of megabytes it no longer needs); `state.json` stays, marking the run finished.
+    pub fn drop_resume_checkpoint(&self) -> Result<()> {
+        let mut state = self.read_resume()?;
+        for file in std::iter::once(&state.model_file).chain(state.optimizer_files.values()) {
+            if is_checkpoint_file(file) {
+                let _ = std::fs::remove_file(self.resume_file(file));
+            }
+        }
+        state.model_file.clear();
+        state.optimizer_files.clear();
+        state.checksums.clear();
+        write_json(&self.resume_file("state.json"), &state)
+    }
+
     pub fn read_resume(&self) -> Result<ResumeState> {
         let state: ResumeState = read_json(&self.resume_file("state.json"))?;
         for (file, expected) in &state.checksums {

@@ -139,7 +139,11 @@ fn train(
             (config.label_smoothing > 0.0).then_some(config.label_smoothing as f32),
         ),
     };
-    trainer.train(&mut state)
+    let outcome = trainer.train(&mut state)?;
+    if state.finished && !config.keep_resume {
+        run.drop_resume_checkpoint()?;
+    }
+    Ok(outcome)
 }
 
 /// Writes what the run sees of its dataset into `config.json` and the log.
