@@ -458,8 +458,8 @@ mod tests {
     const TOLERANCE: f64 = 1e-4;
 
     fn relative(a: Tensor<4>, b: Tensor<4>) -> f64 {
-        let a: Vec<f32> = a.into_data().to_vec().unwrap();
-        let b: Vec<f32> = b.into_data().to_vec().unwrap();
+        let a: Vec<f32> = a.into_data().try_into_vec().unwrap();
+        let b: Vec<f32> = b.into_data().try_into_vec().unwrap();
         let diff: f64 = a.iter().zip(&b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
         let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
         (diff / norm.max(1e-30)).sqrt()
