@@ -49,7 +49,7 @@ pub struct TrainFlags {
     /// Fine-tune every layer, or train only the new top on a frozen backbone.
     #[arg(long, value_enum, default_value_t = Mode::Finetune)]
     pub mode: Mode,
-    /// The new top [default: mlp].
+    /// The new top [default: mlp fine-tuning, linear frozen; notebook recipe: mlp].
     #[arg(long, value_enum)]
     pub head: Option<HeadKind>,
     /// Architecture variant (the ImageNet weights are Keras') [default: keras].
@@ -63,7 +63,7 @@ pub struct TrainFlags {
     /// each class) or `test` (the dataset's `Test/` folder) [default: blocks:0.2].
     #[arg(long)]
     pub val_split: Option<ValSplit>,
-    /// Epochs [default: 2].
+    /// Epochs [default: 2 fine-tuning, 10 frozen (with early stopping); notebook recipe: 2].
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Images per optimizer step [default: 16 fine-tuning, 64 frozen; notebook recipe: 16].
@@ -118,13 +118,14 @@ pub struct TrainFlags {
     #[arg(long)]
     pub stop_at_accuracy: Option<f64>,
     /// Early stopping: stop after this many epochs without improvement of --patience-on
-    /// [default: off].
+    /// [default: off fine-tuning, 3 frozen; notebook recipe: off].
     #[arg(long)]
     pub patience: Option<usize>,
     /// What early stopping watches [default: loss].
     #[arg(long, value_enum)]
     pub patience_on: Option<Monitor>,
-    /// Label smoothing of the cross-entropy, e.g. 0.1 [default: 0].
+    /// Label smoothing of the cross-entropy [default: 0 fine-tuning, 0.1 frozen; notebook
+    /// recipe: 0].
     #[arg(long)]
     pub label_smoothing: Option<f64>,
     /// Input normalisation [default: caffe; notebook recipe: rescale].
