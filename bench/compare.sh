@@ -8,7 +8,8 @@
 # Environment: BACKENDS (default "flex"; e.g. "flex tch" with a --features tch build in
 # FRUITLAB_TCH, default target-tch/release/fruitlab), BATCHNORM (training-step batch norm:
 # frozen, fold or train; default frozen), ROUNDS (default 3), PYTHON (default
-# .venv-torch/bin/python, see bench/pytorch_reference.py).
+# .venv-torch/bin/python, see bench/pytorch_reference.py), BASELINE (a fruitlab binary built
+# from an earlier commit: its flex figures are measured in the same rounds, for before/after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 batch=${1:-32}
@@ -29,6 +30,10 @@ for _ in $(seq "$rounds"); do
         if [ "$backend" = tch ]; then binary=${FRUITLAB_TCH:-target-tch/release/fruitlab}; fi
         results+=("$("$binary" bench --backend "$backend" "${common[@]}" --json)")
     done
+    if [ -n "${BASELINE:-}" ]; then
+        results+=("$("$BASELINE" bench --backend flex "${common[@]}" --json |
+            "$python" -c 'import json, sys; r = json.load(sys.stdin); r["label"] = "baseline flex"; print(json.dumps(r))')")
+    fi
 done
 
 "$python" - "$rounds" "${results[@]}" <<'PY'
@@ -41,7 +46,7 @@ for r in range(rounds):
     group = runs[r * per_round:(r + 1) * per_round]
     torch = group[0]
     for run in group:
-        name = "pytorch" if run.get("framework") == "pytorch" else f"fruitlab {run['backend']}"
+        name = "pytorch" if run.get("framework") == "pytorch" else run.get("label", f"fruitlab {run['backend']}")
         row = table.setdefault(name, {"infer": [], "train": [], "infer_ratio": [], "train_ratio": []})
         row["infer"].append(run["infer_img_per_s"])
         row["train"].append(run["train_img_per_s"])

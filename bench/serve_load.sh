@@ -5,7 +5,7 @@
 #
 #   bench/serve_load.sh RUN [IMAGE] [REQUESTS_PER_LEVEL]
 #
-# Needs the `oha` load generator (`cargo install oha --locked --no-default-features`).
+# Needs the `oha` load generator (`cargo install oha --locked`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=$1

@@ -297,6 +297,10 @@ fn broken_weight_files_name_the_problem() {
     std::fs::write(&not_weights, b"{\"format\": \"layers-model\"}").unwrap();
     let stderr = stderr_of(&mut predict(&not_weights));
     assert!(stderr.contains("not a TF.js layers model.json"), "{stderr}");
+
+    // `--last` names a run's checkpoint; with the ImageNet weights it is a mistake, not ignored.
+    let stderr = stderr_of(predict(&cached).arg("--last"));
+    assert!(stderr.contains("--last") && stderr.contains("--run"), "{stderr}");
 }
 
 #[test]

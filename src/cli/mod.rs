@@ -15,12 +15,16 @@ mod train;
 mod values;
 mod weights;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand};
 
 use crate::device::{Backend, Compute, DeviceSpec};
+use crate::inference::Predictor;
+use crate::run::RunDir;
 
 #[derive(Parser)]
 #[command(
@@ -83,6 +87,50 @@ impl ComputeArgs {
             backend: self.backend,
             device: self.device.clone(),
             threads: self.threads.map(usize::from),
+        }
+    }
+}
+
+/// Which model a command uses: a trained run's (best or last checkpoint) or the ImageNet one.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("model").required(true).args(["run", "weights"])))]
+pub struct ModelArgs {
+    /// A trained run folder: use its best model.
+    #[arg(long, conflicts_with = "weights")]
+    pub run: Option<PathBuf>,
+    /// Use the run's last checkpoint instead of its best.
+    #[arg(long, requires = "run")]
+    pub last: bool,
+    /// `imagenet` for the cached ImageNet ResNet-50 (1000 classes), or a weights file (TF.js
+    /// model.json or converted .safetensors).
+    #[arg(long)]
+    pub weights: Option<String>,
+}
+
+impl ModelArgs {
+    /// The run folder, when the model is a trained run's.
+    pub fn run_dir(&self) -> Result<Option<RunDir>> {
+        // clap's `requires` does not hold `--last` back when the group is met by `--weights`.
+        anyhow::ensure!(
+            self.run.is_some() || !self.last,
+            "--last chooses a run's last checkpoint: it needs --run RUN, not --weights"
+        );
+        self.run.as_deref().map(RunDir::open).transpose()
+    }
+
+    /// What `--weights` names, for the record: `imagenet` or the file.
+    pub fn weights_name(&self) -> &str {
+        self.weights.as_deref().unwrap_or("imagenet")
+    }
+
+    /// Loads the model for prediction.
+    pub fn predictor(&self, run: Option<&RunDir>, device: &Device) -> Result<Predictor> {
+        match run {
+            Some(dir) => Predictor::from_run(dir, self.last, device),
+            None => {
+                let file = Some(self.weights_name()).filter(|w| *w != "imagenet");
+                Predictor::imagenet(file.map(Path::new), device)
+            }
         }
     }
 }

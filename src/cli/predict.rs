@@ -7,28 +7,18 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use super::ComputeArgs;
+use super::{ComputeArgs, ModelArgs};
 use crate::inference::stream::{self, Shard};
 use crate::inference::{Prediction, Predictor};
 use crate::interrupt::{self, EXIT_INTERRUPTED};
-use crate::run::RunDir;
 
 #[derive(Args)]
-#[command(group(clap::ArgGroup::new("model").required(true).args(["run", "weights"])))]
 pub struct PredictArgs {
     /// Image files, or folders (walked recursively, in name order) with --jsonl.
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// A trained run folder: predict its classes.
-    #[arg(long, conflicts_with = "weights")]
-    run: Option<PathBuf>,
-    /// Use the run's last checkpoint instead of its best.
-    #[arg(long, requires = "run")]
-    last: bool,
-    /// `imagenet` for the cached ImageNet ResNet-50, or a weights file (TF.js model.json or
-    /// converted .safetensors): predict the 1000 ImageNet classes.
-    #[arg(long)]
-    weights: Option<String>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// How many classes to show per image.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
     top_k: u16,
@@ -53,11 +43,7 @@ pub struct PredictArgs {
 
 pub fn execute(args: PredictArgs) -> Result<ExitCode> {
     let device = args.compute.compute().setup()?;
-    let predictor = match (&args.run, args.weights.as_deref()) {
-        (Some(run), _) => Predictor::from_run(&RunDir::open(run)?, args.last, &device)?,
-        (None, Some("imagenet") | None) => Predictor::imagenet(None, &device)?,
-        (None, Some(path)) => Predictor::imagenet(Some(path.as_ref()), &device)?,
-    };
+    let predictor = args.model.predictor(args.model.run_dir()?.as_ref(), &device)?;
     if args.jsonl {
         return stream_lines(&predictor, &args);
     }

@@ -1,7 +1,6 @@
 //! `fruitlab serve`: a trained run (or the ImageNet model) behind HTTP, with a page.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,23 +8,14 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 
-use super::ComputeArgs;
-use crate::inference::Predictor;
+use super::{ComputeArgs, ModelArgs};
 use crate::run::RunDir;
 use crate::serve::{self, ServeOptions};
 
 #[derive(Args)]
-#[command(group(clap::ArgGroup::new("model").required(true).args(["run", "weights"])))]
 pub struct ServeArgs {
-    /// A trained run folder: serve its best model.
-    #[arg(long, conflicts_with = "weights")]
-    run: Option<PathBuf>,
-    /// Serve the run's last checkpoint instead of its best.
-    #[arg(long, requires = "run")]
-    last: bool,
-    /// `imagenet` for the cached ImageNet ResNet-50, or a weights file.
-    #[arg(long)]
-    weights: Option<String>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Address to listen on (0.0.0.0 for every interface).
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -62,30 +52,12 @@ pub struct ServeArgs {
 
 pub fn execute(args: ServeArgs) -> Result<ExitCode> {
     let device = args.compute.compute().setup()?;
-    let (predictor, source, training) = match (&args.run, args.weights.as_deref()) {
-        (Some(run), _) => {
-            let dir = RunDir::open(run)?;
-            let record = dir.read_record()?;
-            let history = dir.read_history().ok();
-            let best = history.as_ref().and_then(|h| h.best().cloned());
-            let training = json!({
-                "mode": record.config.mode,
-                "init": record.config.init,
-                "recipe": record.config.recipe,
-                "epochs": history.as_ref().map_or(0, |h| h.epochs.len()),
-                "images_seen": best.as_ref().map(|b| b.images_seen),
-                "best_val_accuracy": best.as_ref().map(|b| b.val_accuracy),
-                "validation": record.dataset.as_ref().map(|d| &d.validation),
-            });
-            let predictor = Predictor::from_run(&dir, args.last, &device)?;
-            (predictor, run.display().to_string(), training)
-        }
-        (None, weights) => {
-            let path = weights.filter(|w| *w != "imagenet").map(PathBuf::from);
-            let predictor = Predictor::imagenet(path.as_deref(), &device)?;
-            (predictor, weights.unwrap_or("imagenet").to_string(), json!({ "mode": "imagenet" }))
-        }
+    let run = args.model.run_dir()?;
+    let (source, training) = match &run {
+        Some(dir) => (dir.path.display().to_string(), training_summary(dir)?),
+        None => (args.model.weights_name().to_string(), json!({ "mode": "imagenet" })),
     };
+    let predictor = args.model.predictor(run.as_ref(), &device)?;
     let model = json!({
         "classes": predictor.classes,
         "image_size": predictor.input.size,
@@ -107,4 +79,20 @@ pub fn execute(args: ServeArgs) -> Result<ExitCode> {
     serve::serve(predictor, model, options)?;
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `GET /v1/model` says about how a run's model was trained.
+fn training_summary(dir: &RunDir) -> Result<serde_json::Value> {
+    let record = dir.read_record()?;
+    let history = dir.read_history().ok();
+    let best = history.as_ref().and_then(|h| h.best().cloned());
+    Ok(json!({
+        "mode": record.config.mode,
+        "init": record.config.init,
+        "recipe": record.config.recipe,
+        "epochs": history.as_ref().map_or(0, |h| h.epochs.len()),
+        "images_seen": best.as_ref().map(|b| b.images_seen),
+        "best_val_accuracy": best.as_ref().map(|b| b.val_accuracy),
+        "validation": record.dataset.as_ref().map(|d| &d.validation),
+    }))
 }

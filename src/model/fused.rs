@@ -366,80 +366,55 @@ mod flex {
             geometry: [usize; 2],
             apply_relu: bool,
         ) -> FloatTensor<Self> {
+            let nodes = [x.node(), weight.node(), bias.node()];
+            let forward = |residual| {
+                let state = conv_forward(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    bias.into_primitive(),
+                    residual,
+                    geometry,
+                    apply_relu,
+                );
+                (state.y.clone(), state)
+            };
             match residual {
                 Optional::Absent => {
-                    match ConvBackward
-                        .prepare::<C>([x.node(), weight.node(), bias.node()])
-                        .compute_bound()
-                        .stateful()
-                    {
-                        OpsKind::Tracked(prep) => {
-                            let state = conv_forward(
-                                x.into_primitive(),
-                                weight.into_primitive(),
-                                bias.into_primitive(),
-                                None,
-                                geometry,
-                                apply_relu,
-                            );
-                            let y = state.y.clone();
-                            prep.finish(state, y)
-                        }
-                        OpsKind::UnTracked(prep) => prep.finish(
-                            conv_forward(
-                                x.into_primitive(),
-                                weight.into_primitive(),
-                                bias.into_primitive(),
-                                None,
-                                geometry,
-                                apply_relu,
-                            )
-                            .y,
-                        ),
-                    }
+                    let kind = ConvBackward.prepare::<C>(nodes).compute_bound().stateful();
+                    record(kind, || forward(None))
                 }
                 Optional::Given(residual) => {
-                    let nodes = [x.node(), weight.node(), bias.node(), residual.node()];
-                    let residual = Some(residual.into_primitive());
-                    match ConvAddBackward.prepare::<C>(nodes).compute_bound().stateful() {
-                        OpsKind::Tracked(prep) => {
-                            let state = conv_forward(
-                                x.into_primitive(),
-                                weight.into_primitive(),
-                                bias.into_primitive(),
-                                residual,
-                                geometry,
-                                apply_relu,
-                            );
-                            let y = state.y.clone();
-                            prep.finish(state, y)
-                        }
-                        OpsKind::UnTracked(prep) => prep.finish(
-                            conv_forward(
-                                x.into_primitive(),
-                                weight.into_primitive(),
-                                bias.into_primitive(),
-                                residual,
-                                geometry,
-                                apply_relu,
-                            )
-                            .y,
-                        ),
-                    }
+                    let [x, weight, bias] = nodes;
+                    let nodes = [x, weight, bias, residual.node()];
+                    let kind = ConvAddBackward.prepare::<C>(nodes).compute_bound().stateful();
+                    record(kind, || forward(Some(residual.into_primitive())))
                 }
             }
         }
 
         fn nhwc_max_pool(x: FloatTensor<Self>, geometry: [usize; 3]) -> FloatTensor<Self> {
-            match PoolBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
-                OpsKind::Tracked(prep) => {
-                    let (y, state) = pool_forward(x.into_primitive(), geometry);
-                    prep.finish(state, y)
-                }
-                OpsKind::UnTracked(prep) => {
-                    prep.finish(pool_forward(x.into_primitive(), geometry).0)
-                }
+            let kind = PoolBackward.prepare::<C>([x.node()]).compute_bound().stateful();
+            record(kind, || pool_forward(x.into_primitive(), geometry))
+        }
+    }
+
+    /// Registers an operation with autodiff: `forward` gives its output and the state its
+    /// backward pass needs, which is kept only when a gradient will be asked for.
+    fn record<BO, S, C, const N: usize>(
+        kind: OpsKind<BO, Flex, S, C, N>,
+        forward: impl FnOnce() -> (FlexTensor, S),
+    ) -> FloatTensor<Autodiff<Flex, C>>
+    where
+        BO: Backward<Flex, N, State = S>,
+        S: Clone + Send + std::fmt::Debug + 'static,
+        C: CheckpointStrategy,
+    {
+        match kind {
+            OpsKind::Tracked(prep) => {
+                let (y, state) = forward();
+                prep.finish(state, y)
             }
+            OpsKind::UnTracked(prep) => prep.finish(forward().0),
         }
     }
 }

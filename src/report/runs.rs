@@ -7,8 +7,7 @@ use anyhow::Result;
 use burn::tensor::Device;
 
 use super::evaluation::write_evaluation;
-use super::summary;
-use crate::config::TrainConfig;
+use crate::config::{Init, Mode, TrainConfig};
 use crate::data::LabeledImage;
 use crate::eval::Evaluation;
 use crate::eval::run::{RunEvaluation, evaluate_run, evaluation_images};
@@ -98,8 +97,7 @@ fn other_evaluations(run: &RunDir) -> Vec<(String, Evaluation)> {
 /// the runs' folder names when those would not tell them apart.
 fn labels(records: &[RunRecord], paths: &[PathBuf]) -> Vec<String> {
     let modes_differ = records.iter().any(|r| r.config.mode != records[0].config.mode);
-    let labels: Vec<String> =
-        records.iter().map(|r| summary::label(&r.config, modes_differ)).collect();
+    let labels: Vec<String> = records.iter().map(|r| label(&r.config, modes_differ)).collect();
     let distinct = labels.iter().collect::<std::collections::BTreeSet<_>>().len() == labels.len();
     if distinct {
         return labels;
@@ -112,4 +110,21 @@ fn labels(records: &[RunRecord], paths: &[PathBuf]) -> Vec<String> {
         .collect();
     let distinct = names.iter().collect::<std::collections::BTreeSet<_>>().len() == names.len();
     if distinct { names } else { paths.iter().map(|p| p.display().to_string()).collect() }
+}
+
+/// A run's label: by initialisation, plus the mode if `modes_differ`.
+fn label(config: &TrainConfig, modes_differ: bool) -> String {
+    let init = match config.init {
+        Init::Imagenet => "Pretrained",
+        Init::Random => "Vanilla",
+    };
+    if modes_differ {
+        let mode = match config.mode {
+            Mode::Finetune => "fine-tuned",
+            Mode::Frozen => "frozen",
+        };
+        format!("{init} ({mode})")
+    } else {
+        init.to_string()
+    }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::runs::LoadedRun;
-use crate::config::{Init, Mode, TrainConfig};
+use crate::config::{Init, Mode};
 use crate::eval::Metrics;
 use crate::run::EpochRecord;
 
@@ -63,23 +63,6 @@ pub struct Summary {
 
 fn reached(epochs: &[EpochRecord], threshold: f64) -> Option<&EpochRecord> {
     epochs.iter().find(|e| e.val_accuracy >= threshold)
-}
-
-/// A run's label: by initialisation, plus the mode if `modes_differ`.
-pub fn label(config: &TrainConfig, modes_differ: bool) -> String {
-    let init = match config.init {
-        Init::Imagenet => "Pretrained",
-        Init::Random => "Vanilla",
-    };
-    if modes_differ {
-        let mode = match config.mode {
-            Mode::Finetune => "fine-tuned",
-            Mode::Frozen => "frozen",
-        };
-        format!("{init} ({mode})")
-    } else {
-        init.to_string()
-    }
 }
 
 pub fn summarise(run: &LoadedRun) -> ModelSummary {
