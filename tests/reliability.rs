@@ -72,7 +72,8 @@ fn broken_model_outputs_are_an_error_not_a_percentage() {
     let classes = 10;
     let template = fruitlab::model::Classifier::new(
         fruitlab::model::Layout::Keras,
-        fruitlab::model::HeadKind::Mlp,
+        // The frozen default's top.
+        fruitlab::model::HeadKind::Linear,
         classes,
         &device,
     );

@@ -101,7 +101,8 @@ pub struct TrainFlags {
     #[arg(long, value_enum)]
     pub batchnorm: Option<BatchNormMode>,
     /// Fine-tuning: the first part of the backbone that trains; earlier parts keep their
-    /// weights and no gradient is computed through them [default: stem, every layer].
+    /// weights and no gradient is computed through them [default: stage3 fine-tuning from
+    /// ImageNet weights, stem (every layer) from scratch; notebook recipe: stem].
     #[arg(long, value_enum)]
     pub train_from: Option<TrainFrom>,
     /// Fine-tuning: epochs training only the new top on cached features first [default: 0].
@@ -124,8 +125,7 @@ pub struct TrainFlags {
     /// What early stopping watches [default: loss].
     #[arg(long, value_enum)]
     pub patience_on: Option<Monitor>,
-    /// Label smoothing of the cross-entropy [default: 0 fine-tuning, 0.1 frozen; notebook
-    /// recipe: 0].
+    /// Label smoothing of the cross-entropy [default: 0.1; notebook recipe: 0].
     #[arg(long)]
     pub label_smoothing: Option<f64>,
     /// Input normalisation [default: caffe; notebook recipe: rescale].

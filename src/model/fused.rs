@@ -2,7 +2,8 @@
 //! residual addition and ReLU fused in, and max pooling. On the flex backend they run our own
 //! kernels (the `fruitlab-kernels` crate), forward and backward, wired into burn as a backend
 //! extension with a handwritten backward pass; on other backends (LibTorch, CUDA) they are
-//! composed from burn's stock operations.
+//! composed from burn's stock operations. One file on purpose (over 400 lines): each op's
+//! forward, backward and stock-op version must agree, and are read side by side.
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;

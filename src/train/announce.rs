@@ -4,6 +4,7 @@
 
 use crate::config::{Init, Mode, Schedule, TrainConfig};
 use crate::data::Validation;
+use crate::model::TrainFrom;
 use crate::run::ResumeState;
 
 use super::prepare::PreparedData;
@@ -35,6 +36,7 @@ pub fn header(
         ),
         format!("  validate {}", describe_validation(&summary.validation)),
         format!("  recipe   {}: {}", name(&config.recipe), describe_recipe(config)),
+        format!("  trains   {}", describe_training(config)),
         format!(
             "  compute  {} backend, {} thread(s), {}",
             config.backend.name(),
@@ -84,17 +86,30 @@ fn describe_recipe(config: &TrainConfig) -> String {
         Schedule::Cosine => format!("cosine ({} warm-up)", config.warmup_steps),
     };
     match config.mode {
-        Mode::Frozen => format!(
-            "{optimizer}, {schedule}, batch {}, {steps}, {} head",
-            config.batch_size,
-            name(&config.head)
-        ),
+        Mode::Frozen => format!("{optimizer}, {schedule}, batch {}, {steps}", config.batch_size),
         Mode::Finetune => format!(
             "{optimizer}, backbone x{}, {schedule}, batch {}, {steps}, bn {}",
             config.backbone_lr_scale,
             config.batch_size,
             name(&config.batchnorm)
         ),
+    }
+}
+
+/// Which layers learn, and with what loss, in one line.
+fn describe_training(config: &TrainConfig) -> String {
+    let top = name(&config.head);
+    let layers = match (config.mode, config.train_from) {
+        (Mode::Frozen, _) => format!("the new {top} top only"),
+        (Mode::Finetune, TrainFrom::Stem) => format!("every layer and the new {top} top"),
+        (Mode::Finetune, from) => format!(
+            "the backbone from {} on and the new {top} top (earlier layers fixed)",
+            name(&from)
+        ),
+    };
+    match config.label_smoothing {
+        smoothing if smoothing > 0.0 => format!("{layers}; label smoothing {smoothing}"),
+        _ => layers,
     }
 }
 

@@ -70,9 +70,10 @@ fn loss_and_correct(
     loss: &CrossEntropyLossConfig,
     ad: &Device,
 ) -> Result<(Tensor<1>, f64, usize)> {
+    let classes = logits.dims()[1];
     let correct = count_correct(&logits, labels)?;
     let loss = loss.init(ad).forward(logits, targets(labels, ad));
-    let value = scalar(&loss)?;
+    let value = check_loss(scalar(&loss)?, classes)?;
     Ok((loss, value, correct))
 }
 
@@ -98,7 +99,35 @@ fn scalar(loss: &Tensor<1>) -> Result<f64> {
         .into_data()
         .try_into_vec::<f32>()
         .map_err(|error| anyhow::anyhow!("cannot read the loss: {error:?}"))?;
-    let value = values[0] as f64;
-    ensure!(value.is_finite(), "the loss diverged (got {value}): lower --lr");
+    Ok(values[0] as f64)
+}
+
+/// A cross-entropy this many times a uniform guess's (ln classes) means logits off by hundreds:
+/// the run has diverged even while its numbers are still finite (at `--lr 10` the loss reaches
+/// 1e34 before it overflows).
+const DIVERGED_LOSS_FACTOR: f64 = 100.0;
+
+/// `value`, or an error when the loss has diverged.
+fn check_loss(value: f64, classes: usize) -> Result<f64> {
+    let uniform_guess = (classes.max(2) as f64).ln();
+    ensure!(
+        value.is_finite() && value <= DIVERGED_LOSS_FACTOR * uniform_guess,
+        "the loss diverged (got {value}; a uniform guess scores {uniform_guess:.2}): lower --lr"
+    );
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_or_non_finite_loss_is_divergence() {
+        assert_eq!(check_loss(2.5, 10).unwrap(), 2.5);
+        assert_eq!(check_loss(150.0, 10).unwrap(), 150.0);
+        for diverged in [3.2e34, f64::INFINITY, f64::NAN] {
+            let error = check_loss(diverged, 10).unwrap_err().to_string();
+            assert!(error.contains("diverged"), "{error}");
+        }
+    }
 }
