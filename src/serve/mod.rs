@@ -4,6 +4,7 @@
 //! SIGTERM or Ctrl-C (no new connections; what is in flight is answered; exit 0).
 
 mod batcher;
+mod drain;
 mod metrics;
 mod routes;
 
@@ -86,6 +87,7 @@ async fn run(predictor: Predictor, model: serde_json::Value, options: ServeOptio
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
         .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn(drain::drain_unread_body))
         .layer(axum::middleware::from_fn_with_state(app.clone(), routes::observe))
         .layer(DefaultBodyLimit::max(options.max_body))
         .with_state(app.clone());
