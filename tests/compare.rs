@@ -133,6 +133,34 @@ fn compare_trains_both_models_and_writes_a_consistent_report() {
     assert_eq!(regenerated["models"][0]["best_val_accuracy"], models[0]["best_val_accuracy"]);
     assert_eq!(regenerated["models"][1]["final_val_loss"], models[1]["final_val_loss"]);
 
+    // Training saved each model's evaluation from its best epoch's validation pass, so the
+    // report did not run the models over the validation images again.
+    for name in ["pretrained", "vanilla"] {
+        let history = json(&out.join(name).join("history.json"));
+        let epochs = history["epochs"].as_array().unwrap();
+        let best = epochs.iter().map(|e| e["val_accuracy"].as_f64().unwrap()).fold(0.0, f64::max);
+        let best_epoch = epochs.iter().find(|e| e["val_accuracy"].as_f64() == Some(best)).unwrap();
+        let evaluation = json(&out.join(name).join("evaluation/evaluation.json"));
+        assert_eq!(evaluation["epoch"], best_epoch["epoch"], "{name}");
+        assert!(out.join(name).join("evaluation/confusion.csv").exists(), "{name}");
+    }
+    // One that is not of model-best's epoch is not trusted: the report evaluates again.
+    let saved = out.join("vanilla/evaluation/evaluation.json");
+    let mut stale = json(&saved);
+    stale["epoch"] = 99.into();
+    stale["accuracy"] = 0.0.into();
+    std::fs::write(&saved, stale.to_string()).unwrap();
+    common::fruitlab()
+        .arg("report")
+        .arg(out.join("vanilla"))
+        .arg("--out")
+        .arg(dir.path().join("stale"))
+        .assert()
+        .success();
+    let evaluated = json(&saved);
+    assert!(evaluated["epoch"].is_null(), "evaluated again by the report");
+    assert_eq!(evaluated["accuracy"], models[1]["evaluation"]["accuracy"]);
+
     // Class activation maps for two images.
     let cams = dir.path().join("cams");
     let images = common::mini_dataset().join("Test");

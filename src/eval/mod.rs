@@ -110,6 +110,10 @@ pub struct Evaluation {
     /// Whether each prediction averaged the image's and its mirror image's.
     #[serde(default)]
     pub mirrored_too: bool,
+    /// The epoch whose model was evaluated, when training wrote this evaluation from that
+    /// epoch's validation pass (`None` from `evaluate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<usize>,
     #[serde(flatten)]
     pub metrics: Metrics,
     pub per_class: Vec<ClassAccuracy>,
@@ -170,6 +174,7 @@ pub fn evaluate(
     Ok(Evaluation {
         data: None,
         mirrored_too: false,
+        epoch: None,
         metrics,
         per_class,
         confusion,

@@ -42,7 +42,8 @@ pub fn load(paths: &[PathBuf], device: &Device) -> Result<Vec<LoadedRun>> {
     for ((path, record), label) in paths.iter().zip(records).zip(labels) {
         let run = RunDir::open(path)?;
         let history = run.read_history()?;
-        let RunEvaluation { evaluation, files, classes } = load_or_evaluate(&run, device)?;
+        let RunEvaluation { evaluation, files, classes } =
+            load_or_evaluate(&run, &history, device)?;
         let other_evaluations = other_evaluations(&run);
         loaded.push(LoadedRun {
             run,
@@ -58,23 +59,46 @@ pub fn load(paths: &[PathBuf], device: &Device) -> Result<Vec<LoadedRun>> {
     Ok(loaded)
 }
 
-/// The run's validation evaluation, from `RUN/evaluation` or computed (and saved) now.
-fn load_or_evaluate(run: &RunDir, device: &Device) -> Result<RunEvaluation> {
+/// The run's validation evaluation, from `RUN/evaluation` (written by `evaluate`, or by
+/// training from the best epoch's validation pass) or computed now; its tables and pictures
+/// are written beside it when missing.
+fn load_or_evaluate(run: &RunDir, history: &History, device: &Device) -> Result<RunEvaluation> {
     let dir = run.file("evaluation");
-    let saved = dir.join("evaluation.json");
     let classes = run.read_classes()?;
-    if saved.exists() {
-        let mut evaluation: Evaluation = read_json(&saved)?;
-        let files = evaluation_images(run, None, &classes)?;
-        if evaluation.metrics.images == files.len() {
-            // Evaluations saved before mistakes named their files get the names now.
-            evaluation.name_files(&files, &run.read_record()?.config.data);
-            return Ok(RunEvaluation { evaluation, files, classes });
+    if let Some(loaded) = saved_evaluation(run, history, &classes)? {
+        if !dir.join("confusion.csv").exists() {
+            write_evaluation(&dir, &loaded.evaluation, &loaded.classes, &loaded.files)?;
         }
+        return Ok(loaded);
     }
     let evaluated = evaluate_run(run, None, false, true, false, device)?;
     write_evaluation(&dir, &evaluated.evaluation, &evaluated.classes, &evaluated.files)?;
     Ok(evaluated)
+}
+
+/// The saved validation evaluation when it is of the images the run validates on now and,
+/// when training wrote it, of the epoch that `model-best` holds.
+fn saved_evaluation(
+    run: &RunDir,
+    history: &History,
+    classes: &[String],
+) -> Result<Option<RunEvaluation>> {
+    let saved = run.file("evaluation").join("evaluation.json");
+    if !saved.exists() {
+        return Ok(None);
+    }
+    let mut evaluation: Evaluation = read_json(&saved)?;
+    let best_epoch = history.best().map(|e| e.epoch);
+    if evaluation.epoch.is_some() && evaluation.epoch != best_epoch {
+        return Ok(None);
+    }
+    let files = evaluation_images(run, None, classes)?;
+    if evaluation.metrics.images != files.len() {
+        return Ok(None);
+    }
+    // Evaluations saved before mistakes named their files get the names now.
+    evaluation.name_files(&files, &run.read_record()?.config.data);
+    Ok(Some(RunEvaluation { evaluation, files, classes: classes.to_vec() }))
 }
 
 /// Evaluations on other folders (`RUN/evaluation-NAME/evaluation.json`), e.g. the Test/ split.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -17,13 +17,13 @@ use super::steps::{finetune_step, gather_features, head_step};
 use super::{Outcome, optim};
 use crate::config::{Mode, TrainConfig};
 use crate::data::{BatchRecipe, SampleStream};
-use crate::eval::{self, Metrics};
+use crate::eval;
 use crate::features::{FeatureStore, feature_identity, head_logits};
 use crate::inference::{self, map_images};
 use crate::model::Classifier;
 use crate::model::resnet::FEATURE_DIM;
 use crate::progress::Progress;
-use crate::run::{PartialEpoch, ResumeState, RunDir};
+use crate::run::{PartialEpoch, ResumeState, RunDir, write_json};
 
 /// Where the training inputs of the new top come from.
 enum Inputs {
@@ -152,7 +152,8 @@ impl Trainer<'_> {
         let train_len = self.data.train.len();
         let lr = optim::epoch_end_rate(config, epoch, config.steps_in_epoch(train_len));
         let val_started = Instant::now();
-        let val = self.validate(inputs)?;
+        let val_logits = self.validation_logits(inputs)?;
+        let val = eval::metrics(&val_logits, &self.data.val.labels)?;
         let images_seen = (epoch * config.images_per_epoch(train_len)) as u64;
         let record = epoch_record(
             epoch,
@@ -172,6 +173,7 @@ impl Trainer<'_> {
         if record.val_accuracy > *best {
             *best = record.val_accuracy;
             self.run.save_best(&self.model, &checkpoint::model_metadata(config, &record))?;
+            self.save_evaluation(&val_logits, epoch)?;
         }
         if config.stop_at_accuracy.is_some_and(|target| record.val_accuracy >= target) {
             let line =
@@ -331,9 +333,21 @@ impl Trainer<'_> {
         }
     }
 
-    /// Validation loss and accuracy with the current weights.
-    fn validate(&self, inputs: &Inputs) -> Result<Metrics> {
-        let logits = match inputs {
+    /// The best model's evaluation on the validation images, from the validation pass that
+    /// made it the best: the report then need not run the model over them again.
+    fn save_evaluation(&self, val_logits: &[f32], epoch: usize) -> Result<()> {
+        let mut evaluation = eval::evaluate(val_logits, &self.data.val.labels, &self.data.classes)?;
+        evaluation.name_files(&self.data.val_files, &self.config.data);
+        evaluation.epoch = Some(epoch);
+        let dir = self.run.file("evaluation");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        write_json(&dir.join("evaluation.json"), &evaluation)
+    }
+
+    /// The model's outputs for the validation images with the current weights.
+    fn validation_logits(&self, inputs: &Inputs) -> Result<Vec<f32>> {
+        Ok(match inputs {
             Inputs::Features { val, .. } => {
                 head_logits(&self.model.head.valid(), val, &self.device)?
             }
@@ -348,7 +362,6 @@ impl Trainer<'_> {
                     |x| model.forward(x),
                 )?
             }
-        };
-        eval::metrics(&logits, &self.data.val.labels)
+        })
     }
 }
