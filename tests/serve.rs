@@ -136,6 +136,20 @@ fn bad_requests_get_json_errors_and_the_server_stays_up() {
     let (content_type, form) = multipart(&[]);
     let (status, answer) = post(&url, &content_type, &form);
     assert_eq!(status, 400, "{answer}");
+    // A client that asks before sending (`Expect: 100-continue`, as curl does for large
+    // files) is answered at once, without being told to send the body.
+    let address = server.url.strip_prefix("http://").unwrap();
+    for (content_type, length, status) in
+        [("image/jpeg", 100 << 20, "413"), ("text/plain", 10, "415")]
+    {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(stream, "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\nExpect: 100-continue\r\n\r\n").unwrap();
+        let mut buffer = vec![0; 4096];
+        let n = stream.read(&mut buffer).unwrap();
+        let reply = String::from_utf8_lossy(&buffer[..n]);
+        assert!(reply.starts_with(&format!("HTTP/1.1 {status}")), "{reply}");
+    }
     // Still serving.
     let (status, answer) = post(&url, "image/jpeg", &dog);
     assert_eq!(status, 200, "{answer}");

@@ -3,15 +3,18 @@
 //! reset by the kernel, and the reset can reach the client before the answer does: a browser
 //! shows a network error, a script a broken pipe, instead of "larger than the limit". nginx
 //! reads and discards for the same reason ("lingering close"); this middleware does it after
-//! the handler, up to a bound, so the answer arrives and the connection stays usable.
+//! the handler, up to a bound, so the answer arrives and the connection stays usable. A client
+//! that asked before sending (`Expect: 100-continue`, as curl does for large files) and was
+//! never told to go on has sent nothing: it gets the answer at once, and nothing is read.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
@@ -24,16 +27,28 @@ const MOST_DISCARDED: usize = 64 * 1024 * 1024;
 /// Runs the handler, then reads whatever it left of the request body.
 pub async fn drain_unread_body(request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let unread = Arc::new(Mutex::new(Some(body)));
+    let asks_first = parts
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let too_long_to_read = declared_length(&parts.headers).is_some_and(|n| n > MOST_DISCARDED);
+    let unread =
+        Arc::new(Unread { body: Mutex::new(Some(body)), asked_for: AtomicBool::new(false) });
     let lent = Body::new(Lent(unread.clone()));
     let mut response = next.run(Request::from_parts(parts, lent)).await;
-    let rest = unread.lock().expect("the body's lock is never poisoned").take();
-    if let Some(rest) = rest
-        && !discard(rest, MOST_DISCARDED).await
-    {
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let rest = unread.body.lock().expect("the body's lock is never poisoned").take();
+    if let Some(rest) = rest {
+        let nothing_sent = asks_first && !unread.asked_for.load(Ordering::Relaxed);
+        if nothing_sent || too_long_to_read || !discard(rest, MOST_DISCARDED).await {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
     }
     response
+}
+
+/// The body length the client declared (`Content-Length`), when it did.
+pub fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// Reads `body` to its end, keeping nothing; false when it holds more than `most` bytes or
@@ -50,9 +65,17 @@ async fn discard(mut body: Body, most: usize) -> bool {
     true
 }
 
+/// The request body, kept by the middleware while the handler reads it.
+struct Unread {
+    body: Mutex<Option<Body>>,
+    /// Whether the handler asked for the body (which tells a client that expects
+    /// `100-continue` to send it).
+    asked_for: AtomicBool,
+}
+
 /// The request body as the handler sees it: the body itself stays with the middleware, so
 /// what the handler does not read is still there after it returns.
-struct Lent(Arc<Mutex<Option<Body>>>);
+struct Lent(Arc<Unread>);
 
 impl http_body::Body for Lent {
     type Data = Bytes;
@@ -62,7 +85,8 @@ impl http_body::Body for Lent {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let mut body = self.0.lock().expect("the body's lock is never poisoned");
+        self.0.asked_for.store(true, Ordering::Relaxed);
+        let mut body = self.0.body.lock().expect("the body's lock is never poisoned");
         match body.as_mut() {
             Some(body) => Pin::new(body).poll_frame(cx),
             None => Poll::Ready(None),
@@ -70,12 +94,12 @@ impl http_body::Body for Lent {
     }
 
     fn is_end_stream(&self) -> bool {
-        let body = self.0.lock().expect("the body's lock is never poisoned");
+        let body = self.0.body.lock().expect("the body's lock is never poisoned");
         body.as_ref().is_none_or(http_body::Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        let body = self.0.lock().expect("the body's lock is never poisoned");
+        let body = self.0.body.lock().expect("the body's lock is never poisoned");
         body.as_ref().map_or_else(|| SizeHint::with_exact(0), http_body::Body::size_hint)
     }
 }

@@ -145,6 +145,11 @@ async fn read_uploads(
             format!("the request is larger than the limit of {} bytes", app.limits.max_body),
         )
     };
+    // Refused before a byte of the body is read: a client that asked first
+    // (`Expect: 100-continue`) is spared sending it.
+    if super::drain::declared_length(request.headers()).is_some_and(|n| n > app.limits.max_body) {
+        return Err(too_large());
+    }
     if content_type.starts_with("multipart/form-data") {
         let mut multipart = Multipart::from_request(request, &()).await.map_err(|error| {
             ApiError::new(StatusCode::BAD_REQUEST, format!("not a multipart upload: {error}"))
