@@ -63,12 +63,18 @@ pub fn evaluation_folder(dir: &Path) -> Result<std::path::PathBuf> {
 /// images, `evaluation-NAME/` for the folder NAME (e.g. `evaluation-test/`), so that neither
 /// overwrites the other.
 pub fn evaluation_dir(run: &RunDir, data: Option<&Path>) -> Result<std::path::PathBuf> {
-    let Some(dir) = data else { return Ok(run.file("evaluation")) };
+    let Some(dir) = data else { return Ok(validation_evaluation_dir(run)) };
     let folder = evaluation_folder(dir)?;
     let name = folder.file_name().map_or("data".into(), |n| n.to_string_lossy().to_lowercase());
     let name: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     Ok(run.file(&format!("evaluation-{name}")))
+}
+
+/// Where the evaluation on the run's own validation images is written (by training, from the
+/// best epoch's validation pass, and by `evaluate` and `report`).
+pub fn validation_evaluation_dir(run: &RunDir) -> std::path::PathBuf {
+    run.file("evaluation")
 }
 
 /// What [`evaluate_run`] found: the evaluation, the evaluated files (unreadable ones left out

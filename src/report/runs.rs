@@ -10,7 +10,7 @@ use super::evaluation::write_evaluation;
 use crate::config::{Init, Mode, TrainConfig};
 use crate::data::LabeledImage;
 use crate::eval::Evaluation;
-use crate::eval::run::{RunEvaluation, evaluate_run, evaluation_images};
+use crate::eval::run::{RunEvaluation, evaluate_run, evaluation_images, validation_evaluation_dir};
 use crate::run::{History, RunDir, RunRecord, read_json};
 
 /// A run with everything the report needs.
@@ -63,7 +63,7 @@ pub fn load(paths: &[PathBuf], device: &Device) -> Result<Vec<LoadedRun>> {
 /// training from the best epoch's validation pass) or computed now; its tables and pictures
 /// are written beside it when missing.
 fn load_or_evaluate(run: &RunDir, history: &History, device: &Device) -> Result<RunEvaluation> {
-    let dir = run.file("evaluation");
+    let dir = validation_evaluation_dir(run);
     let classes = run.read_classes()?;
     if let Some(loaded) = saved_evaluation(run, history, &classes)? {
         if !dir.join("confusion.csv").exists() {
@@ -83,7 +83,7 @@ fn saved_evaluation(
     history: &History,
     classes: &[String],
 ) -> Result<Option<RunEvaluation>> {
-    let saved = run.file("evaluation").join("evaluation.json");
+    let saved = validation_evaluation_dir(run).join("evaluation.json");
     if !saved.exists() {
         return Ok(None);
     }

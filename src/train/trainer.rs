@@ -339,7 +339,7 @@ impl Trainer<'_> {
         let mut evaluation = eval::evaluate(val_logits, &self.data.val.labels, &self.data.classes)?;
         evaluation.name_files(&self.data.val_files, &self.config.data);
         evaluation.epoch = Some(epoch);
-        let dir = self.run.file("evaluation");
+        let dir = eval::run::validation_evaluation_dir(self.run);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         write_json(&dir.join("evaluation.json"), &evaluation)
