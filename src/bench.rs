@@ -6,15 +6,15 @@ use std::time::Instant;
 
 use anyhow::Result;
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
+use crate::config::{Init, Mode, Recipe};
 use crate::data::{self, Augment, BatchRecipe, ImageFolder};
 use crate::inference::rows;
 use crate::model::{BatchNormMode, Classifier, HeadKind, Layout};
 use crate::preprocess::Normalization;
-use crate::train::steps::finetune_step;
+use crate::train::learner::{Learner, StepInput};
 
 /// Classes of the benchmark head (Fruits-360's).
 const BENCH_CLASSES: usize = 95;
@@ -127,27 +127,16 @@ pub fn bench_model(
             Classifier::new(Layout::Keras, HeadKind::Mlp, BENCH_CLASSES, &ad),
             &ad,
         )?;
+        // Every layer trains (not the fine-tuning default's stage 3 on): the whole network's
+        // step, as the PyTorch reference measures it.
         model.backbone = model.backbone.with_batchnorm(settings.batchnorm);
+        let config = Recipe::Default.config(Mode::Finetune, Init::Imagenet, "bench".into());
+        let mut learner = Learner::new(&config, model, device);
         let images = random_batch(settings, &ad);
         let labels: Vec<usize> = (0..b).map(|i| i % BENCH_CLASSES).collect();
-        let mut backbone_optim = burn::optim::AdamConfig::new().init();
-        let mut head_optim = burn::optim::AdamConfig::new().init();
-        let loss = CrossEntropyLossConfig::new();
-        let mut slot = Some(model);
         Some(median_rate(b, settings.warmup.min(1), settings.runs.div_ceil(2).max(2), || {
-            let model = slot.take().expect("model present between steps");
-            let (next, _, _) = finetune_step(
-                model,
-                &mut backbone_optim,
-                &mut head_optim,
-                images.clone(),
-                &labels,
-                [1e-5, 1e-4],
-                &loss,
-                &ad,
-            )?;
+            learner.step(StepInput::Images(images.clone()), &labels, 1e-4)?;
             ad.sync().map_err(|error| anyhow::anyhow!("device sync failed: {error:?}"))?;
-            slot = Some(next);
             Ok(())
         })?)
     };

@@ -1,26 +1,22 @@
 //! fruitlab: transfer learning for image classification with ResNet-50, on burn.
 
-pub mod atomic_file;
 pub mod bench;
 pub mod cam;
-pub mod checksum;
 pub mod cli;
+pub mod compute;
 pub mod config;
 pub mod data;
-pub mod device;
 pub mod eval;
 pub mod export;
 pub mod features;
 pub mod inference;
-pub mod interrupt;
 pub mod lr_find;
-pub mod memory;
 pub mod model;
 pub mod preprocess;
-pub mod progress;
 pub mod report;
 pub mod run;
 pub mod serve;
+pub mod support;
 pub mod train;
 pub mod weights;
 

@@ -3,22 +3,18 @@
 //! little below where the loss falls fastest, i.e. a tenth of the rate at the loss minimum.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Result, bail};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::Device;
 
-use crate::config::{Mode, TrainConfig};
-use crate::data::{BatchRecipe, SampleStream};
-use crate::features::{FeatureStore, feature_identity};
-use crate::progress::Progress;
+use crate::config::TrainConfig;
+use crate::data::SampleStream;
 use crate::report::charts::{Chart, Series};
-use crate::train::batches::{EpochBatches, StepInput, stream_seed};
-use crate::train::checkpoint::Optimizers;
+use crate::support::progress::Progress;
+use crate::train::batches::Inputs;
+use crate::train::learner::Learner;
 use crate::train::model::build_model;
 use crate::train::prepare::prepare_data;
-use crate::train::steps::{finetune_step, head_step};
 
 /// The range and length of the sweep.
 pub struct Sweep {
@@ -43,85 +39,34 @@ const DIVERGED: f64 = 4.0;
 /// Runs the sweep for `config` on `device` and writes `lr-find.png`, `lr-find.svg` and
 /// `lr-find.csv` into `out`.
 pub fn lr_find(config: &TrainConfig, sweep: &Sweep, out: &Path, device: &Device) -> Result<Found> {
-    let ad = device.clone().autodiff();
-    device.seed(config.seed);
+    device.seed(config.optimization.seed);
     let data = prepare_data(config)?;
-    let mut model = build_model(config, data.classes.len(), &ad)?;
-    let mut optimizers = Optimizers::new(config);
-    let loss = CrossEntropyLossConfig::new()
-        .with_smoothing((config.label_smoothing > 0.0).then_some(config.label_smoothing as f32));
-    let samples =
-        SampleStream::new(data.train.len(), config.seed).slice(0, sweep.steps * config.batch_size);
-    let mut batches = match config.mode {
-        Mode::Frozen => {
-            let mut store = FeatureStore::open(&feature_identity(config)?)?;
-            let features = store.features(
-                &model.backbone.inference(),
-                &data.train,
-                &data.train_files,
-                config.normalization,
-                device,
-                "features train",
-            )?;
-            EpochBatches::features(Arc::new(features), samples, config.batch_size, &ad)
-        }
-        Mode::Finetune => EpochBatches::images(
-            data.train.clone(),
-            samples,
-            BatchRecipe {
-                batch_size: config.batch_size,
-                normalization: config.normalization,
-                augment: Some((config.augment.clone(), stream_seed(config.seed, "augment"))),
-            },
-            &ad,
-        ),
-    };
+    let model = build_model(config, data.classes.len(), &device.clone().autodiff())?;
+    let mut learner = Learner::new(config, model, device);
+    let batch_size = config.optimization.batch_size;
+    let samples = SampleStream::new(data.train.len(), config.optimization.seed)
+        .slice(0, sweep.steps * batch_size);
+    let inputs = Inputs::of(
+        config,
+        &learner.model,
+        &data.train,
+        &data.train_files,
+        device,
+        "features train",
+    )?;
+    let mut batches = inputs.batches(config, samples, learner.autodiff_device());
     let progress = Progress::steps("lr-find", sweep.steps as u64);
     let labels = data.train.labels.clone();
     let (mut average, mut best) = (0.0, f64::INFINITY);
     let mut curve = Vec::new();
     for step in 0..sweep.steps {
-        crate::interrupt::check()?;
+        crate::support::interrupt::check()?;
         let Some((input, batch_labels)) = batches.next_batch(&labels) else { break };
         let rate = sweep.start
             * (sweep.end / sweep.start).powf(step as f64 / (sweep.steps - 1).max(1) as f64);
-        let value = match input {
-            StepInput::Features(features) => head_step(
-                model.head.clone(),
-                &mut optimizers.head,
-                features,
-                &batch_labels,
-                rate,
-                &loss,
-                &ad,
-            )
-            .map(|(head, value, _)| {
-                model.head = head;
-                value
-            }),
-            StepInput::Images(images) => {
-                let backbone =
-                    optimizers.backbone.as_mut().expect("fine-tuning has a backbone optimizer");
-                let rates = [rate * config.backbone_lr_scale, rate];
-                finetune_step(
-                    model.clone(),
-                    backbone,
-                    &mut optimizers.head,
-                    images,
-                    &batch_labels,
-                    rates,
-                    &loss,
-                    &ad,
-                )
-                .map(|(next, value, _)| {
-                    model = next;
-                    value
-                })
-            }
-        };
         // A diverged loss (an error from the step) ends the sweep: the rates beyond are useless.
-        let Ok(value) = value else { break };
-        average = SMOOTHING * average + (1.0 - SMOOTHING) * value;
+        let Ok(result) = learner.step(input, &batch_labels, rate) else { break };
+        average = SMOOTHING * average + (1.0 - SMOOTHING) * result.loss;
         let smoothed = average / (1.0 - SMOOTHING.powi(step as i32 + 1));
         curve.push((rate, smoothed));
         best = best.min(smoothed);
@@ -146,7 +91,7 @@ fn write_outputs(curve: &[(f64, f64)], suggested: f64, out: &Path) -> Result<()>
     for (rate, loss) in curve {
         csv.push_str(&format!("{rate:e},{loss}\n"));
     }
-    crate::atomic_file::write(&out.join("lr-find.csv"), csv.as_bytes())?;
+    crate::support::atomic_file::write(&out.join("lr-find.csv"), csv.as_bytes())?;
     let (low, high) =
         curve.iter().fold((f64::INFINITY, 0f64), |(l, h), p| (l.min(p.1), h.max(p.1)));
     let chart = Chart {

@@ -69,7 +69,7 @@ fn frozen_train_evaluate_predict() {
         serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["config"]["mode"], "frozen");
     // The default validation: a contiguous run of 20% of every recording's frames.
-    assert_eq!(config["dataset"]["validation"]["blocks"]["fraction"], 0.2);
+    assert_eq!(config["config"]["val_split"], "blocks:0.2");
     let train = config["dataset"]["train_images"].as_u64().unwrap();
     let val = config["dataset"]["val_images"].as_u64().unwrap();
     assert_eq!(train + val, 390);
@@ -247,15 +247,46 @@ fn every_flag_is_described_and_recipe_defaults_name_both_values() {
             }
         }
     }
+    // Every setting of the configuration has its flag, and each printed default is the
+    // recipes' value for it.
     let output =
         common::fruitlab().args(["train", "--help"]).assert().success().get_output().clone();
     let help = String::from_utf8_lossy(&output.stdout);
-    for flag in
-        ["--lr", "--batch-size", "--optimizer", "--normalization", "--schedule", "--batchnorm"]
-    {
-        let at = help.find(&format!("{flag} ")).unwrap_or_else(|| panic!("{flag}"));
-        let text: String = help[at..].lines().take(4).collect();
-        assert!(text.contains("[default:") && text.contains("notebook recipe"), "{flag}: {text}");
+    let config = fruitlab::config::Recipe::Default.config(
+        fruitlab::config::Mode::Finetune,
+        fruitlab::config::Init::Imagenet,
+        "data".into(),
+    );
+    let serde_json::Value::Object(settings) = serde_json::to_value(&config).unwrap() else {
+        panic!("a configuration is a JSON object")
+    };
+    let mut checked = 0;
+    for (name, value) in settings {
+        if ["recipe", "init", "mode", "data"].contains(&name.as_str()) {
+            continue;
+        }
+        let dashed = name.replace('_', "-");
+        let flag = ["", "no-"]
+            .iter()
+            .flat_map(|no| [format!("      --{no}{dashed} "), format!("      --{no}{dashed}\n")])
+            .into_iter()
+            .find_map(|flag| help.find(&flag))
+            .unwrap_or_else(|| panic!("the setting {name} has no flag in:\n{help}"));
+        let text: String = help[flag..].lines().take(2).collect();
+        if value.is_boolean() {
+            continue; // a switch: its default is off
+        }
+        let expected = format!("[default: {}]", fruitlab::config::recipe::describe_default(&name));
+        assert!(text.contains(&expected), "{name}: {text} lacks {expected}");
+        checked += 1;
+    }
+    assert!(checked >= 25, "only {checked} settings checked");
+    for (flag, default) in [
+        ("--lr ", "[default: 0.001; notebook recipe: 0.0001]"),
+        ("--epochs ", "[default: 2 fine-tuning, 10 frozen; notebook recipe: 2]"),
+    ] {
+        let at = help.find(flag).unwrap_or_else(|| panic!("{flag}"));
+        assert!(help[at..].lines().take(2).any(|l| l.contains(default)), "{flag}");
     }
     // predict without a model says both ways to give one.
     let output =

@@ -8,6 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use fruitlab::inference::Predictor;
+use fruitlab::run::Checkpoint;
 use tract_onnx::prelude::*;
 
 /// Largest difference allowed between fruitlab's and tract's probabilities: both compute in
@@ -42,7 +43,8 @@ fn exported_model_predicts_what_fruitlab_predicts() {
 
     let device = burn::tensor::Device::flex();
     let predictor =
-        Predictor::from_run(&fruitlab::run::RunDir::open(&run).unwrap(), false, &device).unwrap();
+        Predictor::from_run(&fruitlab::run::RunDir::open(&run).unwrap(), Checkpoint::Best, &device)
+            .unwrap();
     let mut images: Vec<PathBuf> = walk(&common::mini_dataset().join("Test"));
     images.sort();
     assert_eq!(images.len(), 130);

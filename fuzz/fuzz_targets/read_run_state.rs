@@ -9,5 +9,5 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|bytes: &[u8]| {
     let _ = serde_json::from_slice::<fruitlab::run::ResumeState>(bytes);
     let _ = serde_json::from_slice::<fruitlab::run::History>(bytes);
-    let _ = fruitlab::checksum::check_safetensors(bytes, Path::new("model-best.safetensors"));
+    let _ = fruitlab::support::checksum::check_safetensors(bytes, Path::new("model-best.safetensors"));
 });

@@ -53,9 +53,10 @@ pub fn execute(args: BenchArgs) -> Result<ExitCode> {
         batchnorm: args.batchnorm,
         skip_train: args.no_train,
     };
-    let device_name = args.compute.device.as_ref().map_or("default".to_string(), |d| d.to_string());
-    let mut result =
-        bench::bench_model(&settings, &device, args.compute.backend.name(), &device_name)?;
+    let compute = args.compute.compute();
+    let device_name = compute.device.as_ref().map_or("default".to_string(), |d| d.to_string());
+    let backend = crate::support::spelling(&compute.backend);
+    let mut result = bench::bench_model(&settings, &device, &backend, &device_name)?;
     if let Some(root) = &args.data {
         result.data =
             Some(bench::bench_data(root, args.image_size as usize, args.data_images as usize)?);
@@ -76,7 +77,8 @@ pub fn execute(args: BenchArgs) -> Result<ExitCode> {
     println!("  inference (BN folded)   {:8.1} img/s", result.infer_img_per_s);
     println!("  inference (BN layers)   {:8.1} img/s", result.infer_unfolded_img_per_s);
     if let Some(train) = result.train_img_per_s {
-        let label = format!("training step (BN {:?})", result.train_batchnorm).to_lowercase();
+        let label =
+            format!("training step (BN {})", crate::support::spelling(&result.train_batchnorm));
         println!("  {label:24}{train:8.1} img/s");
     }
     if let Some(data) = &result.data {

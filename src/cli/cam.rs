@@ -34,7 +34,8 @@ pub struct CamArgs {
 
 pub fn execute(args: CamArgs) -> Result<ExitCode> {
     let device = args.compute.compute().setup()?;
-    let predictor = Predictor::from_run(&RunDir::open(&args.run)?, args.last, &device)?;
+    let run = RunDir::open(&args.run)?;
+    let predictor = Predictor::from_run(&run, super::checkpoint(args.last), &device)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut taken = HashSet::new();
@@ -52,7 +53,7 @@ pub fn execute(args: CamArgs) -> Result<ExitCode> {
         ];
         let panel = cam_panel(&rgb, &overlay, &caption)?;
         let target = args.out.join(unique_name(path, &mut taken));
-        crate::report::write_png(&target, panel.width(), panel.height(), panel.into_raw())?;
+        crate::report::write_image(&target, panel.width(), panel.height(), panel.into_raw())?;
         println!(
             "{}: {} ({:.1}%) -> {}",
             path.display(),

@@ -3,16 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use burn::tensor::Device;
 use clap::Args;
 
 use super::report::print_summary;
 use super::train::TrainFlags;
-use crate::config::{Init, TrainConfig};
-use crate::interrupt::{self, EXIT_INTERRUPTED};
+use crate::config::Init;
 use crate::report::build;
 use crate::run::RunDir;
+use crate::support::interrupt::{self, EXIT_INTERRUPTED};
 use crate::train;
 
 #[derive(Args)]
@@ -32,44 +32,37 @@ pub struct CompareArgs {
 
 pub fn execute(args: CompareArgs) -> Result<ExitCode> {
     interrupt::install();
-    let device = args.flags.compute.compute().setup()?;
-    let runs: Vec<(Option<TrainConfig>, PathBuf)> = match &args.data {
-        Some(data) => [(Init::Imagenet, "pretrained"), (Init::Random, "vanilla")]
-            .into_iter()
-            .map(|(init, name)| {
-                let mut flags = args.flags.clone();
-                flags.init = init;
-                let config = flags.config(data.clone());
+    let device = args.flags.settings.compute.clone().into_compute().setup()?;
+    let runs = match &args.data {
+        Some(data) => {
+            // Both configurations are checked before either run starts.
+            let configs =
+                [(Init::Imagenet, "pretrained"), (Init::Random, "vanilla")].map(|(init, name)| {
+                    let mut flags = args.flags.clone();
+                    flags.init = init;
+                    (flags.config(data.clone()), args.out.join(name))
+                });
+            for (config, _) in &configs {
                 config.validate()?;
-                new_or_same(config, args.out.join(name))
-            })
-            .collect::<Result<_>>()?,
-        None => args.runs.iter().map(|dir| (None, dir.clone())).collect(),
+            }
+            configs
+                .into_iter()
+                .map(|(config, dir)| RunDir::start_or_continue(&dir, config))
+                .collect::<Result<Vec<_>>>()?
+        }
+        None => args.runs.iter().map(|dir| RunDir::resume(dir)).collect::<Result<Vec<_>>>()?,
     };
-    for (config, dir) in &runs {
+    let mut dirs = Vec::new();
+    for (run, start) in runs {
+        let dir = run.dir().path().to_path_buf();
         eprintln!("== {} ==", dir.display());
-        if train::start_or_resume(config.clone(), dir, &device)?.interrupted {
+        if train::train(run, start, &device)?.interrupted {
             eprintln!("stopped; run the same command again to continue");
             return Ok(ExitCode::from(EXIT_INTERRUPTED));
         }
+        dirs.push(dir);
     }
-    let dirs: Vec<PathBuf> = runs.into_iter().map(|(_, dir)| dir).collect();
     report(&dirs, &args.out, &device)
-}
-
-/// `config` for a new run in `dir`, or `None` to continue the run already there, which must
-/// have the same settings.
-fn new_or_same(config: TrainConfig, dir: PathBuf) -> Result<(Option<TrainConfig>, PathBuf)> {
-    if !dir.join("config.json").exists() {
-        return Ok((Some(config), dir));
-    }
-    if RunDir::open(&dir)?.read_record()?.config != config {
-        bail!(
-            "{} holds a run with other settings: use another --out, or `fruitlab compare --runs` to compare existing runs",
-            dir.display()
-        );
-    }
-    Ok((None, dir))
 }
 
 fn report(runs: &[PathBuf], out: &Path, device: &Device) -> Result<ExitCode> {

@@ -7,9 +7,10 @@ use anyhow::Result;
 use clap::Args;
 
 use super::ComputeArgs;
-use crate::eval::{self, Evaluation};
+use crate::eval::Evaluation;
+use crate::eval::run::{EvaluationRequest, RunEvaluation, evaluate_run, evaluation_of};
 use crate::report;
-use crate::run::RunDir;
+use crate::run::{EvaluationDir, RunDir};
 
 #[derive(Args)]
 pub struct EvaluateArgs {
@@ -45,24 +46,22 @@ pub struct EvaluateArgs {
 pub fn execute(args: EvaluateArgs) -> Result<ExitCode> {
     let device = args.compute.compute().setup()?;
     let run = RunDir::open(&args.run)?;
-    let eval::run::RunEvaluation { evaluation, files, classes } = eval::run::evaluate_run(
-        &run,
-        args.data.as_deref(),
-        args.last,
-        args.skip_bad_images,
-        args.tta,
-        &device,
-    )?;
-
+    let request = EvaluationRequest {
+        data: args.data.as_deref(),
+        checkpoint: super::checkpoint(args.last),
+        skip_bad_images: args.skip_bad_images,
+        mirrored_too: args.tta,
+    };
+    let RunEvaluation { evaluation, files, classes } = evaluate_run(&run, request, &device)?;
     let out = match &args.out {
-        Some(out) => out.clone(),
-        None => eval::run::evaluation_dir(&run, args.data.as_deref())?,
+        Some(out) => EvaluationDir::at(out.clone()),
+        None => run.evaluation_dir(&evaluation_of(args.data.as_deref())?),
     };
     report::evaluation::write_evaluation(&out, &evaluation, &classes, &files)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&evaluation)?);
     } else {
-        print_summary(&evaluation, &out);
+        print_summary(&evaluation, out.path());
     }
     Ok(ExitCode::SUCCESS)
 }

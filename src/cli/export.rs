@@ -36,10 +36,10 @@ pub fn execute(args: ExportArgs) -> Result<ExitCode> {
     let run = args.model.run_dir()?;
     match &run {
         Some(dir) => {
-            provenance.insert("run".into(), dir.path.display().to_string());
-            provenance
-                .insert("model".into(), dir.model_path(args.model.last).display().to_string());
-            provenance.insert("config".into(), serde_json::to_string(&dir.read_record()?.config)?);
+            provenance.insert("run".into(), dir.path().display().to_string());
+            let model = dir.model_path(args.model.checkpoint());
+            provenance.insert("model".into(), model.display().to_string());
+            provenance.insert("config".into(), serde_json::to_string(&dir.read_config()?)?);
         }
         None => {
             provenance.insert("weights".into(), args.model.weights_name().into());
@@ -49,7 +49,7 @@ pub fn execute(args: ExportArgs) -> Result<ExitCode> {
     provenance.insert("exported".into(), chrono::Local::now().to_rfc3339());
     let Format::Onnx = args.format;
     let bytes = export::to_onnx(&predictor, provenance)?;
-    crate::atomic_file::write(&args.out, &bytes)?;
+    crate::support::atomic_file::write(&args.out, &bytes)?;
     println!(
         "{} ({:.1} MB): input `{}` uint8 [batch, {size}, {size}, 3] RGB, output `{}` [batch, {}]",
         args.out.display(),

@@ -31,7 +31,7 @@ pub struct LrFindArgs {
 }
 
 pub fn execute(args: LrFindArgs) -> Result<ExitCode> {
-    crate::interrupt::install();
+    crate::support::interrupt::install();
     let good = |v: f64| v.is_finite() && v > 0.0;
     ensure!(
         good(args.start_lr) && good(args.end_lr) && args.start_lr < args.end_lr,
@@ -41,7 +41,7 @@ pub fn execute(args: LrFindArgs) -> Result<ExitCode> {
     );
     let config = args.flags.config(args.data.clone());
     config.validate()?;
-    let device = config.compute().setup()?;
+    let device = config.compute.setup()?;
     let sweep = Sweep { start: args.start_lr, end: args.end_lr, steps: args.sweep_steps as usize };
     let found = lr_find(&config, &sweep, &args.out, &device)?;
     println!(

@@ -7,6 +7,7 @@ mod compare;
 mod data;
 mod evaluate;
 mod export;
+mod flags;
 mod lr_find;
 mod predict;
 mod report;
@@ -22,9 +23,9 @@ use anyhow::Result;
 use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand};
 
-use crate::device::{Backend, Compute, DeviceSpec};
+use crate::compute::{Compute, ComputeOverrides};
 use crate::inference::Predictor;
-use crate::run::RunDir;
+use crate::run::{Checkpoint, RunDir};
 
 #[derive(Parser)]
 #[command(
@@ -67,27 +68,16 @@ enum Command {
     LrFind(Box<lr_find::LrFindArgs>),
 }
 
-/// Where the network runs.
+/// Where the network runs: the compute settings' flags.
 #[derive(Args, Clone, Debug)]
 pub struct ComputeArgs {
-    /// Compute backend (only those compiled in are available).
-    #[arg(long, value_enum, default_value_t = Backend::Flex)]
-    pub backend: Backend,
-    /// `cpu`, `cuda` or `cuda:N` [default: cpu; cuda:0 for the cuda backend].
-    #[arg(long)]
-    pub device: Option<DeviceSpec>,
-    /// CPU threads for the math and the data pipeline [default: all cores].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096))]
-    pub threads: Option<u16>,
+    #[command(flatten)]
+    settings: ComputeOverrides,
 }
 
 impl ComputeArgs {
     pub fn compute(&self) -> Compute {
-        Compute {
-            backend: self.backend,
-            device: self.device.clone(),
-            threads: self.threads.map(usize::from),
-        }
+        self.settings.clone().into_compute()
     }
 }
 
@@ -118,6 +108,11 @@ impl ModelArgs {
         self.run.as_deref().map(RunDir::open).transpose()
     }
 
+    /// Which of the run's models.
+    pub fn checkpoint(&self) -> Checkpoint {
+        checkpoint(self.last)
+    }
+
     /// What `--weights` names, for the record: `imagenet` or the file.
     pub fn weights_name(&self) -> &str {
         self.weights.as_deref().unwrap_or("imagenet")
@@ -126,13 +121,18 @@ impl ModelArgs {
     /// Loads the model for prediction.
     pub fn predictor(&self, run: Option<&RunDir>, device: &Device) -> Result<Predictor> {
         match run {
-            Some(dir) => Predictor::from_run(dir, self.last, device),
+            Some(dir) => Predictor::from_run(dir, self.checkpoint(), device),
             None => {
                 let file = Some(self.weights_name()).filter(|w| *w != "imagenet");
                 Predictor::imagenet(file.map(Path::new), device)
             }
         }
     }
+}
+
+/// The model `--last` chooses.
+pub fn checkpoint(last: bool) -> Checkpoint {
+    if last { Checkpoint::Last } else { Checkpoint::Best }
 }
 
 /// Parses the command line and runs the command; the process's exit status.

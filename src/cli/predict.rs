@@ -10,7 +10,7 @@ use clap::Args;
 use super::{ComputeArgs, ModelArgs};
 use crate::inference::stream::{self, Shard};
 use crate::inference::{Prediction, Predictor};
-use crate::interrupt::{self, EXIT_INTERRUPTED};
+use crate::support::interrupt::{self, EXIT_INTERRUPTED};
 
 #[derive(Args)]
 pub struct PredictArgs {

@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use serde_json::json;
 
 use super::{ComputeArgs, ModelArgs};
-use crate::run::RunDir;
-use crate::serve::{self, ServeOptions};
+use crate::serve::{self, ModelInfo, ServeOptions};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -53,18 +51,8 @@ pub struct ServeArgs {
 pub fn execute(args: ServeArgs) -> Result<ExitCode> {
     let device = args.compute.compute().setup()?;
     let run = args.model.run_dir()?;
-    let (source, training) = match &run {
-        Some(dir) => (dir.path.display().to_string(), training_summary(dir)?),
-        None => (args.model.weights_name().to_string(), json!({ "mode": "imagenet" })),
-    };
     let predictor = args.model.predictor(run.as_ref(), &device)?;
-    let model = json!({
-        "classes": predictor.classes,
-        "image_size": predictor.input.size,
-        "normalization": predictor.input.normalization,
-        "source": source,
-        "training": training,
-    });
+    let model = ModelInfo::describe(&predictor, run.as_ref(), args.model.weights_name())?;
     let options = ServeOptions {
         address: SocketAddr::new(args.host, args.port),
         max_batch: args.max_batch as usize,
@@ -79,20 +67,4 @@ pub fn execute(args: ServeArgs) -> Result<ExitCode> {
     serve::serve(predictor, model, options)?;
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// What `GET /v1/model` says about how a run's model was trained.
-fn training_summary(dir: &RunDir) -> Result<serde_json::Value> {
-    let record = dir.read_record()?;
-    let history = dir.read_history().ok();
-    let best = history.as_ref().and_then(|h| h.best().cloned());
-    Ok(json!({
-        "mode": record.config.mode,
-        "init": record.config.init,
-        "recipe": record.config.recipe,
-        "epochs": history.as_ref().map_or(0, |h| h.epochs.len()),
-        "images_seen": best.as_ref().map(|b| b.images_seen),
-        "best_val_accuracy": best.as_ref().map(|b| b.val_accuracy),
-        "validation": record.dataset.as_ref().map(|d| &d.validation),
-    }))
 }

@@ -1,82 +1,83 @@
-//! The command line's names for the domain's choices (`--mode frozen`, `--layout keras`, ...):
-//! the domain types stay free of the CLI; their spellings and help live here.
+//! The command line's choices for the domain's enums (`--mode frozen`, `--layout keras`, ...):
+//! the domain types stay free of the CLI; each choice is spelled as `config.json` spells it
+//! (its serde name), and its help lives here.
 
 use clap::ValueEnum;
 use clap::builder::PossibleValue;
 
+use crate::compute::Backend;
 use crate::config::{Init, Mode, Monitor, OptimizerKind, Recipe, Schedule};
-use crate::device::Backend;
 use crate::model::{BatchNormMode, HeadKind, Layout, TrainFrom};
 use crate::preprocess::Normalization;
+use crate::support::spelling;
 
-/// Implements [`ValueEnum`] for a domain enum: each variant's command-line name and help.
+/// Implements [`ValueEnum`] for a domain enum: each variant, named by its spelling, and its
+/// help.
 macro_rules! cli_values {
-    ($type:ident { $($variant:ident => $name:literal : $help:literal),+ $(,)? }) => {
+    ($type:ident { $($variant:ident : $help:literal),+ $(,)? }) => {
         impl ValueEnum for $type {
             fn value_variants<'a>() -> &'a [Self] {
                 &[$($type::$variant),+]
             }
 
             fn to_possible_value(&self) -> Option<PossibleValue> {
-                Some(match self {
-                    $($type::$variant => PossibleValue::new($name).help($help)),+
-                })
+                let help = match self {
+                    $($type::$variant => $help),+
+                };
+                Some(PossibleValue::new(spelling(self)).help(help))
             }
         }
     };
 }
 
 cli_values!(Recipe {
-    Default => "default": "our measured defaults for the mode",
-    Notebook => "notebook": "the Keras notebook: SGD 1e-4, momentum 0.9, rescale, batch statistics",
+    Default: "our measured defaults for the mode",
+    Notebook: "the Keras notebook: SGD 1e-4, momentum 0.9, rescale, batch statistics",
 });
 cli_values!(Init {
-    Imagenet => "imagenet": "ImageNet weights (pretrained)",
-    Random => "random": "random initialisation (vanilla: trained from scratch)",
+    Imagenet: "ImageNet weights (pretrained)",
+    Random: "random initialisation (vanilla: trained from scratch)",
 });
 cli_values!(Mode {
-    Finetune => "finetune": "train every layer",
-    Frozen => "frozen": "train only the new top on a fixed feature extractor",
+    Finetune: "train every layer",
+    Frozen: "train only the new top on a fixed feature extractor",
 });
-cli_values!(Monitor {
-    Loss => "loss": "validation loss",
-    Accuracy => "accuracy": "validation accuracy",
-});
+cli_values!(Monitor { Loss: "validation loss", Accuracy: "validation accuracy" });
 cli_values!(OptimizerKind {
-    Sgd => "sgd": "SGD with momentum",
-    Adam => "adam": "Adam",
-    Adamw => "adamw": "Adam with decoupled weight decay",
+    Sgd: "SGD with momentum",
+    Adam: "Adam",
+    Adamw: "Adam with decoupled weight decay",
 });
 cli_values!(Schedule {
-    Constant => "constant": "the same rate throughout",
-    Cosine => "cosine": "linear warm-up, then cosine decay to zero",
+    Constant: "the same rate throughout",
+    Cosine: "linear warm-up, then cosine decay to zero",
 });
 cli_values!(BatchNormMode {
-    Train => "train": "batch statistics, running statistics updated",
-    Frozen => "frozen": "pretrained running statistics kept (gamma and beta train)",
-    Fold => "fold": "frozen statistics folded into the convolutions",
+    Train: "batch statistics, running statistics updated",
+    Frozen: "pretrained running statistics kept (gamma and beta train)",
+    Fold: "frozen statistics folded into the convolutions",
 });
 cli_values!(TrainFrom {
-    Stem => "stem": "every layer trains",
-    Stage2 => "stage2": "the stem stays fixed",
-    Stage3 => "stage3": "the stem and stage 2 stay fixed",
-    Stage4 => "stage4": "the stem and stages 2-3 stay fixed",
-    Stage5 => "stage5": "only stage 5 and the top train",
+    Stem: "every layer trains",
+    Stage2: "the stem stays fixed",
+    Stage3: "the stem and stage 2 stay fixed",
+    Stage4: "the stem and stages 2-3 stay fixed",
+    Stage5: "only stage 5 and the top train",
 });
 cli_values!(HeadKind {
-    Mlp => "mlp": "the notebook's Dense(512, ReLU) -> Dense(classes)",
-    Linear => "linear": "a single Dense(classes)",
+    Mlp: "the notebook's Dense(512, ReLU) -> Dense(classes)",
+    Linear: "a single Dense(classes)",
 });
 cli_values!(Layout {
-    Keras => "keras": "Keras' ResNet-50 (the layout of the ImageNet weights)",
-    Torchvision => "torchvision": "torchvision's ResNet-50 (stride on the 3x3, no conv bias)",
+    Keras: "Keras' ResNet-50 (the layout of the ImageNet weights)",
+    Torchvision: "torchvision's ResNet-50 (stride on the 3x3, no conv bias)",
 });
 cli_values!(Normalization {
-    Caffe => "caffe": "BGR minus the ImageNet means (what the Keras weights expect)",
-    Rescale => "rescale": "RGB / 255 (what the notebook did)",
+    Caffe: "BGR minus the ImageNet means (what the Keras weights expect)",
+    Rescale: "RGB / 255 (what the notebook did)",
 });
 cli_values!(Backend {
-    Flex => "flex": "pure-Rust CPU backend",
-    Tch => "tch": "LibTorch (build with --features tch)",
-    Cuda => "cuda": "CubeCL CUDA (build with --features cuda)",
+    Flex: "pure-Rust CPU backend",
+    Tch: "LibTorch (build with --features tch)",
+    Cuda: "CubeCL CUDA (build with --features cuda)",
 });

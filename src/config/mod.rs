@@ -1,19 +1,21 @@
-//! Everything that defines a training run, saved as the run's `config.json`, and the named
-//! recipes that fill it in (see [`recipe`]).
+//! Everything that defines a training run, saved as the run's `config.json`: the settings
+//! (declared once, in [`settings`]), the named recipes that fill them in ([`recipe`]), and
+//! their checks ([`validate`]).
 
 pub mod recipe;
+pub mod settings;
 pub mod validate;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Augment, ValSplit};
-use crate::device::{Backend, Compute, DeviceSpec};
-use crate::model::{BatchNormMode, HeadKind, Layout, TrainFrom};
-use crate::preprocess::Normalization;
+use crate::compute::{Compute, ComputeOverrides};
+use crate::model::BatchNormMode;
 
-pub use recipe::{Overrides, Recipe, resolve};
+pub use recipe::{Recipe, resolve};
+
+crate::training_settings!(crate::settings_sections);
 
 /// Where the backbone's weights start from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +37,7 @@ pub enum Mode {
     Frozen,
 }
 
+/// The optimizer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
@@ -66,83 +69,66 @@ pub enum Monitor {
     Accuracy,
 }
 
-/// The complete, resolved configuration of a training run.
+crate::spelled_setting!(Init, Mode, OptimizerKind, Schedule, Monitor);
+
+/// The complete, resolved configuration of a training run: what it is (recipe, mode,
+/// initialisation, dataset) and its settings by section. `config.json` holds it flat, one key
+/// per setting.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub recipe: Recipe,
-    pub data: PathBuf,
-    /// How the validation images are chosen.
-    pub val_split: ValSplit,
     pub init: Init,
     pub mode: Mode,
-    pub head: HeadKind,
-    pub layout: Layout,
-    /// Weights file for `init = imagenet`; `None` means the fetched cache.
-    pub weights: Option<PathBuf>,
-    pub epochs: usize,
-    pub batch_size: usize,
-    /// Optimizer steps per epoch; `None` means one full pass over the training images.
-    pub steps_per_epoch: Option<usize>,
-    pub optimizer: OptimizerKind,
-    /// Learning rate of the new top (and peak rate of the schedule).
-    pub lr: f64,
-    /// Backbone learning rate as a fraction of `lr` (fine-tuning).
-    pub backbone_lr_scale: f64,
-    pub momentum: f64,
-    pub weight_decay: f64,
-    pub schedule: Schedule,
-    /// Warm-up optimizer steps of the cosine schedule.
-    pub warmup_steps: usize,
-    pub batchnorm: BatchNormMode,
-    /// Fine-tuning: the first part of the backbone that trains (earlier parts stay fixed).
-    #[serde(default)]
-    pub train_from: TrainFrom,
-    /// Fine-tuning: epochs of training only the new top on cached backbone features before
-    /// unfreezing everything (linear probing then fine-tuning).
-    pub head_warmup_epochs: usize,
-    pub image_size: usize,
-    /// Train on every Nth video frame of each class (neighbouring frames are near-copies);
-    /// validation always uses all its images.
-    #[serde(default = "one")]
-    pub frame_stride: usize,
-    /// Stop once the validation accuracy reaches this fraction.
-    #[serde(default)]
-    pub stop_at_accuracy: Option<f64>,
-    /// Stop after this many epochs without improvement of `patience_on` (early stopping).
-    #[serde(default)]
-    pub patience: Option<usize>,
-    #[serde(default = "loss")]
-    pub patience_on: Monitor,
-    /// Label smoothing of the cross-entropy (0: none).
-    #[serde(default)]
-    pub label_smoothing: f64,
-    pub normalization: Normalization,
-    pub augment: Augment,
-    /// Frozen mode: compute backbone features once and train on the cache (augmentation is then
-    /// not applied); `false` runs the backbone on augmented images every epoch.
-    pub feature_cache: bool,
-    pub seed: u64,
-    pub skip_bad_images: bool,
-    /// Keep the resume checkpoint (model and optimizer states) once the run has finished.
-    #[serde(default)]
-    pub keep_resume: bool,
-    pub backend: Backend,
-    pub device: Option<DeviceSpec>,
-    pub threads: Option<usize>,
+    /// The dataset root.
+    pub data: PathBuf,
+    #[serde(flatten)]
+    pub images: ImageConfig,
+    #[serde(flatten)]
+    pub model: ModelConfig,
+    #[serde(flatten)]
+    pub optimization: OptimizationConfig,
+    #[serde(flatten)]
+    pub schedule: ScheduleConfig,
+    #[serde(flatten)]
+    pub stopping: StoppingConfig,
+    #[serde(flatten)]
+    pub compute: Compute,
 }
 
-fn one() -> usize {
-    1
+/// Settings given explicitly (by flags), by section; unset ones keep the recipe's value.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub images: ImageOverrides,
+    pub model: ModelOverrides,
+    pub optimization: OptimizationOverrides,
+    pub schedule: ScheduleOverrides,
+    pub stopping: StoppingOverrides,
+    pub compute: ComputeOverrides,
 }
 
-fn loss() -> Monitor {
-    Monitor::Loss
+impl Overrides {
+    /// `config` with every given setting replaced.
+    pub fn apply(self, mut config: TrainConfig) -> TrainConfig {
+        self.images.apply(&mut config.images);
+        self.model.apply(&mut config.model);
+        self.optimization.apply(&mut config.optimization);
+        self.schedule.apply(&mut config.schedule);
+        self.stopping.apply(&mut config.stopping);
+        self.compute.apply(&mut config.compute);
+        config
+    }
 }
 
 impl TrainConfig {
-    /// Where the run computes.
-    pub fn compute(&self) -> Compute {
-        Compute { backend: self.backend, device: self.device.clone(), threads: self.threads }
+    /// The value of the setting `name` (its `config.json` key), as help texts show it.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.images
+            .text(name)
+            .or_else(|| self.model.text(name))
+            .or_else(|| self.optimization.text(name))
+            .or_else(|| self.schedule.text(name))
+            .or_else(|| self.stopping.text(name))
+            .or_else(|| self.compute.text(name))
     }
 
     /// Whether the backbone's weights change during the run.
@@ -150,10 +136,16 @@ impl TrainConfig {
         self.mode == Mode::Finetune
     }
 
+    /// Whether the new top trains on the frozen backbone's stored features (computed once and
+    /// kept in the feature store) rather than on images through the network.
+    pub fn uses_feature_store(&self) -> bool {
+        self.mode == Mode::Frozen && self.images.feature_cache
+    }
+
     /// How the backbone's batch norms behave while this run trains.
     pub fn training_batchnorm(&self) -> BatchNormMode {
         match self.mode {
-            Mode::Finetune => self.batchnorm,
+            Mode::Finetune => self.model.batchnorm,
             // A frozen backbone is an inference network.
             Mode::Frozen => BatchNormMode::Frozen,
         }
@@ -166,11 +158,15 @@ impl TrainConfig {
 
     /// Images seen per epoch, given the training-set size.
     pub fn images_per_epoch(&self, train_len: usize) -> usize {
-        self.steps_per_epoch.map_or(train_len, |steps| steps * self.batch_size)
+        self.schedule
+            .steps_per_epoch
+            .map_or(train_len, |steps| steps * self.optimization.batch_size)
     }
 
     /// Optimizer steps per epoch, given the training-set size.
     pub fn steps_in_epoch(&self, train_len: usize) -> usize {
-        self.steps_per_epoch.unwrap_or_else(|| train_len.div_ceil(self.batch_size))
+        self.schedule
+            .steps_per_epoch
+            .unwrap_or_else(|| train_len.div_ceil(self.optimization.batch_size))
     }
 }

@@ -42,37 +42,38 @@ impl TrainConfig {
     /// All problems of the configuration at once, or `Ok`.
     pub fn validate(&self) -> Result<()> {
         let mut p = Problems::default();
-        p.whole("--epochs", self.epochs, 1, 100_000);
-        p.whole("--batch-size", self.batch_size, 1, 4096);
-        if let Some(steps) = self.steps_per_epoch {
+        p.whole("--epochs", self.schedule.epochs, 1, 100_000);
+        p.whole("--batch-size", self.optimization.batch_size, 1, 4096);
+        if let Some(steps) = self.schedule.steps_per_epoch {
             p.whole("--steps-per-epoch", steps, 1, 100_000_000);
-            let images = self.epochs as u128 * steps as u128 * self.batch_size as u128;
+            let images =
+                self.schedule.epochs as u128 * steps as u128 * self.optimization.batch_size as u128;
             p.require(images <= MAX_TRAINING_IMAGES, || {
                 format!("--epochs x --steps-per-epoch x --batch-size is {images} images: too many to train")
             });
         }
-        p.whole("--image-size", self.image_size, 32, 1024);
-        p.whole("--frame-stride", self.frame_stride, 1, 100_000);
-        p.whole("--warmup-steps", self.warmup_steps, 0, 100_000_000);
-        p.whole("--head-warmup-epochs", self.head_warmup_epochs, 0, 10_000);
-        if let Some(threads) = self.threads {
-            p.whole("--threads", threads, 1, 4096);
+        p.whole("--image-size", self.images.image_size, 32, 1024);
+        p.whole("--frame-stride", self.images.frame_stride, 1, 100_000);
+        p.whole("--warmup-steps", self.optimization.warmup_steps, 0, 100_000_000);
+        p.whole("--head-warmup-epochs", self.schedule.head_warmup_epochs, 0, 10_000);
+        if let Some(threads) = self.compute.threads {
+            p.whole("--threads", threads, 1, crate::compute::MAX_THREADS);
         }
-        p.number("--lr", self.lr, 0.0, 10.0, true);
-        p.number("--backbone-lr-scale", self.backbone_lr_scale, 0.0, 100.0, false);
-        p.number("--momentum", self.momentum, 0.0, 0.999, false);
-        p.number("--weight-decay", self.weight_decay, 0.0, 1.0, false);
-        if let Some(patience) = self.patience {
+        p.number("--lr", self.optimization.lr, 0.0, 10.0, true);
+        p.number("--backbone-lr-scale", self.optimization.backbone_lr_scale, 0.0, 100.0, false);
+        p.number("--momentum", self.optimization.momentum, 0.0, 0.999, false);
+        p.number("--weight-decay", self.optimization.weight_decay, 0.0, 1.0, false);
+        if let Some(patience) = self.stopping.patience {
             p.whole("--patience", patience, 1, 100_000);
         }
-        p.number("--label-smoothing", self.label_smoothing, 0.0, 0.5, false);
-        if let Some(target) = self.stop_at_accuracy {
+        p.number("--label-smoothing", self.optimization.label_smoothing, 0.0, 0.5, false);
+        if let Some(target) = self.stopping.stop_at_accuracy {
             p.number("--stop-at-accuracy", target, 0.0, 1.0, true);
         }
-        if let ValSplit::Tail(f) | ValSplit::Blocks(f) = self.val_split {
+        if let ValSplit::Tail(f) | ValSplit::Blocks(f) = self.images.val_split {
             p.number("--val-split", f, 0.0, 0.99, true);
         }
-        for problem in self.augment.problems() {
+        for problem in self.images.augment.problems() {
             p.require(false, || format!("--augment: {problem}"));
         }
         if p.0.is_empty() {
@@ -86,7 +87,9 @@ impl TrainConfig {
 mod tests {
     use crate::config::{Init, Mode, Overrides, Recipe, resolve};
 
-    fn with(overrides: Overrides) -> anyhow::Result<()> {
+    fn with(change: impl FnOnce(&mut Overrides)) -> anyhow::Result<()> {
+        let mut overrides = Overrides::default();
+        change(&mut overrides);
         resolve(Recipe::Default, Mode::Finetune, Init::Imagenet, "d".into(), overrides).validate()
     }
 
@@ -105,28 +108,25 @@ mod tests {
 
     #[test]
     fn bad_values_are_named_by_their_flag() {
-        let cases: [(Overrides, &str); 8] = [
-            (Overrides { batch_size: Some(0), ..Default::default() }, "--batch-size"),
-            (Overrides { lr: Some(f64::NAN), ..Default::default() }, "--lr"),
-            (Overrides { lr: Some(-1.0), ..Default::default() }, "--lr"),
-            (Overrides { momentum: Some(1.5), ..Default::default() }, "--momentum"),
-            (Overrides { image_size: Some(8), ..Default::default() }, "--image-size"),
-            (Overrides { stop_at_accuracy: Some(0.0), ..Default::default() }, "--stop-at-accuracy"),
+        type Change = fn(&mut Overrides);
+        let cases: [(Change, &str); 8] = [
+            (|o| o.optimization.batch_size = Some(0), "--batch-size"),
+            (|o| o.optimization.lr = Some(f64::NAN), "--lr"),
+            (|o| o.optimization.lr = Some(-1.0), "--lr"),
+            (|o| o.optimization.momentum = Some(1.5), "--momentum"),
+            (|o| o.images.image_size = Some(8), "--image-size"),
+            (|o| o.stopping.stop_at_accuracy = Some(0.0), "--stop-at-accuracy"),
             (
-                Overrides {
-                    steps_per_epoch: Some(usize::MAX),
-                    epochs: Some(usize::MAX),
-                    ..Default::default()
+                |o| {
+                    o.schedule.steps_per_epoch = Some(usize::MAX);
+                    o.schedule.epochs = Some(usize::MAX);
                 },
                 "--steps-per-epoch",
             ),
-            (
-                Overrides { augment: Some("zoom=1.5".parse().unwrap()), ..Default::default() },
-                "--augment",
-            ),
+            (|o| o.images.augment = Some("zoom=1.5".parse().unwrap()), "--augment"),
         ];
-        for (overrides, flag) in cases {
-            let error = with(overrides).unwrap_err().to_string();
+        for (change, flag) in cases {
+            let error = with(change).unwrap_err().to_string();
             assert!(error.contains(flag), "{flag} not named in: {error}");
         }
     }

@@ -25,7 +25,6 @@ pub struct Augment {
     /// Brightness factor range, e.g. `(0.8, 1.2)`.
     pub brightness: Option<(f32, f32)>,
     /// Colour jitter: each channel scaled by its own factor in `[1 - color, 1 + color]`.
-    #[serde(default)]
     pub color: f32,
 }
 
@@ -142,6 +141,44 @@ impl std::str::FromStr for Augment {
             }
         }
         Ok(augment)
+    }
+}
+
+impl std::fmt::Display for Augment {
+    /// The text form [`FromStr`](std::str::FromStr) reads: `none`, `notebook`, or the list.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_identity() {
+            return write!(f, "none");
+        }
+        if *self == Self::notebook() {
+            return write!(f, "notebook");
+        }
+        let mut items = Vec::new();
+        if self.horizontal_flip {
+            items.push("flip".to_string());
+        }
+        for (name, value) in [
+            ("rotation", self.rotation),
+            ("shear", self.shear),
+            ("zoom", self.zoom),
+            ("width_shift", self.width_shift),
+            ("height_shift", self.height_shift),
+            ("color", self.color),
+        ] {
+            if value != 0.0 {
+                items.push(format!("{name}={value}"));
+            }
+        }
+        if let Some((low, high)) = self.brightness {
+            items.push(format!("brightness={low}:{high}"));
+        }
+        write!(f, "{}", items.join(","))
+    }
+}
+
+impl crate::support::settings::SettingText for Augment {
+    fn setting_text(&self) -> String {
+        self.to_string()
     }
 }
 
@@ -289,5 +326,11 @@ mod tests {
         assert_eq!(a.brightness, Some((0.8, 1.2)));
         assert!(a.horizontal_flip);
         assert!("wobble=3".parse::<Augment>().is_err());
+        for spec in
+            ["none", "notebook", "flip,rotation=10,zoom=0.3,brightness=0.8:1.2", "color=0.1"]
+        {
+            let augment: Augment = spec.parse().unwrap();
+            assert_eq!(augment.to_string().parse::<Augment>().unwrap(), augment, "{spec}");
+        }
     }
 }

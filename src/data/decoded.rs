@@ -87,7 +87,7 @@ pub fn decode_all(
         .zip(images.par_iter())
         .map(|(out, image)| {
             // After Ctrl-C the remaining images are left undecoded (the caller stops).
-            if crate::interrupt::requested() {
+            if crate::support::interrupt::requested() {
                 return None;
             }
             let result = preprocess::load_square(&image.path, size as u32);
@@ -129,10 +129,10 @@ pub struct Decoded {
 
 /// Decodes `files` at `size` pixels, with a progress bar labelled `label`; Ctrl-C stops it.
 pub fn decode_labeled(files: &[LabeledImage], size: usize, label: &str) -> Result<Decoded> {
-    let progress = crate::progress::Progress::new(label, files.len() as u64);
+    let progress = crate::support::progress::Progress::new(label, files.len() as u64);
     let (images, bad) = decode_all(files, size, &|done| progress.update(done as u64, String::new));
     progress.finish();
-    crate::interrupt::check()?;
+    crate::support::interrupt::check()?;
     let files = files.iter().filter(|f| !bad.iter().any(|b| b.path == f.path)).cloned().collect();
     Ok(Decoded { images, files, bad })
 }

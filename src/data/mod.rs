@@ -11,4 +11,4 @@ pub use augment::Augment;
 pub use dataset::{ImageFolder, LabeledImage};
 pub use decoded::{BadImage, Decoded, DecodedImages, decode_all, decode_labeled};
 pub use loader::{Batch, BatchRecipe, Batches, SampleStream};
-pub use split::{DataSplits, ValSplit, Validation, load_splits};
+pub use split::{DataSplits, ValSplit, load_splits};

@@ -28,27 +28,12 @@ pub enum ValSplit {
     Recordings,
 }
 
-/// Where the validation images of a run came from (recorded in `config.json`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Validation {
-    /// The dataset's own `Test/` folder.
-    TestFolder,
-    /// The last `fraction` of each training class, in frame order.
-    HoldOut { fraction: f64 },
-    /// A contiguous run of `fraction` of each recording's frames.
-    Blocks { fraction: f64 },
-    /// Whole recordings of the training classes.
-    Recordings,
-}
-
 /// Training and validation images with their shared class list.
 #[derive(Clone, Debug)]
 pub struct DataSplits {
     pub classes: Vec<String>,
     pub train: Vec<LabeledImage>,
     pub val: Vec<LabeledImage>,
-    pub validation: Validation,
     pub ignored: Vec<PathBuf>,
     /// Images in sub-folders of class folders (not used).
     pub nested: Vec<PathBuf>,
@@ -82,6 +67,22 @@ impl std::str::FromStr for ValSplit {
     }
 }
 
+impl ValSplit {
+    /// What is held out, in words: "a contiguous 20% of every recording's frames".
+    pub fn describe(&self) -> String {
+        match self {
+            ValSplit::Test => "the Test/ folder".into(),
+            ValSplit::Tail(fraction) => {
+                format!("the last {:.0}% of each class's frames", 100.0 * fraction)
+            }
+            ValSplit::Blocks(fraction) => {
+                format!("a contiguous {:.0}% of every recording's frames", 100.0 * fraction)
+            }
+            ValSplit::Recordings => "one whole recording of each class".into(),
+        }
+    }
+}
+
 impl std::fmt::Display for ValSplit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -100,21 +101,15 @@ impl Serialize for ValSplit {
 }
 
 impl<'de> Deserialize<'de> for ValSplit {
-    /// The text form; configurations written before the modes existed hold a fraction (the
-    /// tail) or nothing (the dataset's `Test/`).
+    /// The text form, as [`Serialize`] writes it.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Stored {
-            Text(String),
-            Fraction(f64),
-            Missing(()),
-        }
-        match Stored::deserialize(deserializer)? {
-            Stored::Text(text) => text.parse().map_err(serde::de::Error::custom),
-            Stored::Fraction(fraction) => Ok(ValSplit::Tail(fraction)),
-            Stored::Missing(()) => Ok(ValSplit::Test),
-        }
+        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl crate::support::settings::SettingText for ValSplit {
+    fn setting_text(&self) -> String {
+        self.to_string()
     }
 }
 
@@ -134,7 +129,7 @@ pub fn load_splits(root: &Path, split: ValSplit) -> Result<DataSplits> {
         None
     };
     let classes = training.classes.len();
-    let (train, val, validation) = match split {
+    let (train, val) = match split {
         ValSplit::Test => {
             let Some(test) = test else {
                 bail!(
@@ -147,29 +142,18 @@ pub fn load_splits(root: &Path, split: ValSplit) -> Result<DataSplits> {
                 classes: training.classes,
                 train: training.images,
                 val: test.images,
-                validation: Validation::TestFolder,
                 ignored: [training.ignored, test.ignored].concat(),
                 nested: [training.nested, test.nested].concat(),
             });
         }
-        ValSplit::Tail(fraction) => {
-            let (train, val) = hold_out_last(&training.images, classes, fraction);
-            (train, val, Validation::HoldOut { fraction })
-        }
-        ValSplit::Blocks(fraction) => {
-            let (train, val) = hold_out_blocks(&training.images, classes, fraction);
-            (train, val, Validation::Blocks { fraction })
-        }
-        ValSplit::Recordings => {
-            let (train, val) = hold_out_recordings(&training.images, classes);
-            (train, val, Validation::Recordings)
-        }
+        ValSplit::Tail(fraction) => hold_out_last(&training.images, classes, fraction),
+        ValSplit::Blocks(fraction) => hold_out_blocks(&training.images, classes, fraction),
+        ValSplit::Recordings => hold_out_recordings(&training.images, classes),
     };
     Ok(DataSplits {
         classes: training.classes,
         train,
         val,
-        validation,
         ignored: training.ignored,
         nested: training.nested,
     })
@@ -358,16 +342,19 @@ mod tests {
     }
 
     #[test]
-    fn split_specs_parse_and_old_configs_still_read() {
+    fn split_specs_parse_and_round_trip() {
         assert_eq!("blocks:0.2".parse::<ValSplit>().unwrap(), ValSplit::Blocks(0.2));
         assert_eq!("0.25".parse::<ValSplit>().unwrap(), ValSplit::Tail(0.25));
         assert_eq!("video".parse::<ValSplit>().unwrap(), ValSplit::Recordings);
         for bad in ["1.5", "blocks:0", "blocks:x", "frames", "-0.1", "NaN"] {
             assert!(bad.parse::<ValSplit>().is_err(), "{bad}");
         }
-        let old: ValSplit = serde_json::from_str("0.2").unwrap();
-        assert_eq!(old, ValSplit::Tail(0.2));
-        assert_eq!(serde_json::from_str::<ValSplit>("null").unwrap(), ValSplit::Test);
+        for split in
+            [ValSplit::Blocks(0.2), ValSplit::Tail(0.25), ValSplit::Recordings, ValSplit::Test]
+        {
+            let text = serde_json::to_string(&split).unwrap();
+            assert_eq!(serde_json::from_str::<ValSplit>(&text).unwrap(), split, "{text}");
+        }
         assert_eq!(serde_json::to_string(&ValSplit::Blocks(0.2)).unwrap(), "\"blocks:0.2\"");
     }
 }

@@ -47,7 +47,6 @@ fn predicted_class(row: &[f32], label: usize) -> usize {
         .unwrap_or(label)
 }
 
-/// Rank of the true class within a row of scores (0 = predicted).
 /// Loss, top-1 and top-5 accuracy of `logits` (`labels.len()` rows); an error when any
 /// output is not finite (see [`ensure_finite`]).
 pub fn metrics(logits: &[f32], labels: &[usize]) -> anyhow::Result<Metrics> {
@@ -93,7 +92,6 @@ pub struct Mistake {
     /// Index of the image in the evaluated set.
     pub index: usize,
     /// The image's file, relative to the dataset root when it lies under it.
-    #[serde(default)]
     pub path: PathBuf,
     pub true_class: String,
     pub predicted_class: String,
@@ -105,14 +103,12 @@ pub struct Mistake {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Evaluation {
     /// The folder evaluated on; `None` for the run's own validation images.
-    #[serde(default)]
     pub data: Option<PathBuf>,
     /// Whether each prediction averaged the image's and its mirror image's.
-    #[serde(default)]
     pub mirrored_too: bool,
     /// The epoch whose model was evaluated, when training wrote this evaluation from that
     /// epoch's validation pass (`None` from `evaluate`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub epoch: Option<usize>,
     #[serde(flatten)]
     pub metrics: Metrics,

@@ -1,20 +1,17 @@
 //! Evaluating a trained run on a set of images.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use burn::tensor::Device;
 
 use super::{Evaluation, evaluate};
-use crate::config::Mode;
-use crate::config::TrainConfig;
-use crate::data::DecodedImages;
-use crate::data::{self, ImageFolder, LabeledImage};
-use crate::features::{FeatureStore, feature_identity, head_logits};
+use crate::data::{self, DecodedImages, ImageFolder, LabeledImage};
+use crate::features::{self, FeatureVariant, head_logits};
 use crate::inference::{Predictor, map_images, softmax};
-use crate::progress::Progress;
-use crate::run::RunDir;
+use crate::run::{Checkpoint, EvaluationOf, RunDir};
+use crate::support::progress::Progress;
 
 /// The images to evaluate on, labelled with the run's class indices: `data` (a folder of class
 /// folders, or a dataset root with `Test/`), or the run's own validation images.
@@ -24,8 +21,8 @@ pub fn evaluation_images(
     classes: &[String],
 ) -> Result<Vec<LabeledImage>> {
     let Some(dir) = data else {
-        let config = run.read_record()?.config;
-        return Ok(data::load_splits(&config.data, config.val_split)?.val);
+        let config = run.read_config()?;
+        return Ok(data::load_splits(&config.data, config.images.val_split)?.val);
     };
     let folder = evaluation_folder(dir)?;
     let found = ImageFolder::scan(&folder)?;
@@ -46,7 +43,7 @@ pub fn evaluation_images(
 
 /// The folder of class folders that `--data DIR` names: `DIR/Test` when there is one, else
 /// `DIR` itself.
-pub fn evaluation_folder(dir: &Path) -> Result<std::path::PathBuf> {
+pub fn evaluation_folder(dir: &Path) -> Result<PathBuf> {
     if dir.join("Test").is_dir() {
         return Ok(dir.join("Test"));
     }
@@ -59,22 +56,35 @@ pub fn evaluation_folder(dir: &Path) -> Result<std::path::PathBuf> {
     Ok(dir.to_path_buf())
 }
 
-/// Where an evaluation is written in the run folder: `evaluation/` for the validation
-/// images, `evaluation-NAME/` for the folder NAME (e.g. `evaluation-test/`), so that neither
-/// overwrites the other.
-pub fn evaluation_dir(run: &RunDir, data: Option<&Path>) -> Result<std::path::PathBuf> {
-    let Some(dir) = data else { return Ok(validation_evaluation_dir(run)) };
-    let folder = evaluation_folder(dir)?;
-    let name = folder.file_name().map_or("data".into(), |n| n.to_string_lossy().to_lowercase());
-    let name: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-    Ok(run.file(&format!("evaluation-{name}")))
+/// Which images of the run folder's evaluations `data` (as `evaluate --data` takes it) is.
+pub fn evaluation_of(data: Option<&Path>) -> Result<EvaluationOf> {
+    Ok(match data {
+        None => EvaluationOf::Validation,
+        Some(dir) => EvaluationOf::Folder(evaluation_folder(dir)?),
+    })
 }
 
-/// Where the evaluation on the run's own validation images is written (by training, from the
-/// best epoch's validation pass, and by `evaluate` and `report`).
-pub fn validation_evaluation_dir(run: &RunDir) -> std::path::PathBuf {
-    run.file("evaluation")
+/// How to evaluate a run.
+#[derive(Clone, Copy, Debug)]
+pub struct EvaluationRequest<'a> {
+    /// The images (see [`evaluation_images`]); `None` for the run's validation images.
+    pub data: Option<&'a Path>,
+    pub checkpoint: Checkpoint,
+    /// Leave out unreadable images (listed) instead of failing.
+    pub skip_bad_images: bool,
+    /// Test-time augmentation: each image's class probabilities are the mean of the image's
+    /// and its mirror image's (twice the cost).
+    pub mirrored_too: bool,
+}
+
+impl EvaluationRequest<'_> {
+    /// The best model on the run's validation images, failing on an unreadable image.
+    pub const VALIDATION: EvaluationRequest<'static> = EvaluationRequest {
+        data: None,
+        checkpoint: Checkpoint::Best,
+        skip_bad_images: false,
+        mirrored_too: false,
+    };
 }
 
 /// What [`evaluate_run`] found: the evaluation, the evaluated files (unreadable ones left out
@@ -85,74 +95,59 @@ pub struct RunEvaluation {
     pub classes: Vec<String>,
 }
 
-/// Evaluates the run's best (or last) model on `data` (see [`evaluation_images`]). With
-/// `mirrored_too` (test-time augmentation), each image's class probabilities are the mean of
-/// the image's and its mirror image's (twice the cost).
+/// Evaluates a run's model as `request` says.
 pub fn evaluate_run(
     run: &RunDir,
-    data: Option<&Path>,
-    last: bool,
-    skip_bad: bool,
-    mirrored_too: bool,
+    request: EvaluationRequest,
     device: &Device,
 ) -> Result<RunEvaluation> {
-    let predictor = Predictor::from_run(run, last, device)?;
-    let files = evaluation_images(run, data, &predictor.classes)?;
+    let predictor = Predictor::from_run(run, request.checkpoint, device)?;
+    let files = evaluation_images(run, request.data, &predictor.classes)?;
     let decoded = data::decode_labeled(&files, predictor.input.size, "decode")?;
-    data::decoded::ensure_none_bad(&decoded.bad, skip_bad)?;
+    data::decoded::ensure_none_bad(&decoded.bad, request.skip_bad_images)?;
     for image in &decoded.bad {
         eprintln!("skipped unreadable image: {}", image.error);
     }
     let images = Arc::new(decoded.images);
-    let config = run.read_record()?.config;
-    let mut logits = logits_of(&predictor, &config, &images, &decoded.files, false, device)?;
-    if mirrored_too {
-        let mirrored = Arc::new(images.mirrored());
-        let flipped = logits_of(&predictor, &config, &mirrored, &decoded.files, true, device)?;
+    let config = run.read_config()?;
+    let logits_of = |images: &Arc<DecodedImages>, variant| {
+        if config.uses_feature_store() {
+            // A frozen backbone is the pretrained one: its features of these images may
+            // already be in the store (training computed them; a second evaluation certainly
+            // has).
+            let backbone = &predictor.model.backbone;
+            let rows = features::lookup(
+                &config,
+                variant,
+                backbone,
+                images,
+                &decoded.files,
+                device,
+                "features",
+            )?;
+            return head_logits(&predictor.model.head, &rows, device);
+        }
+        let progress = Progress::new("evaluate", images.len() as u64);
+        let logits = map_images(
+            images,
+            predictor.input.normalization,
+            device,
+            |n| progress.update(n as u64, String::new),
+            |x| predictor.model.forward(x),
+        )?;
+        progress.finish();
+        Ok(logits)
+    };
+    let mut logits = logits_of(&images, FeatureVariant::Plain)?;
+    if request.mirrored_too {
+        let flipped = logits_of(&Arc::new(images.mirrored()), FeatureVariant::Mirrored)?;
         logits = mean_probabilities(&logits, &flipped, predictor.classes.len());
     }
     let mut evaluation = evaluate(&logits, &images.labels, &predictor.classes)?;
-    evaluation.name_files(&decoded.files, data.unwrap_or(&config.data));
-    evaluation.data = data.map(Path::to_path_buf);
-    evaluation.mirrored_too = mirrored_too;
+    evaluation.name_files(&decoded.files, request.data.unwrap_or(&config.data));
+    evaluation.data = request.data.map(Path::to_path_buf);
+    evaluation.mirrored_too = request.mirrored_too;
     Ok(RunEvaluation { evaluation, files: decoded.files, classes: predictor.classes })
-}
-
-/// The model's logits for `images` (`mirrored`: the mirror images of `files`).
-fn logits_of(
-    predictor: &Predictor,
-    config: &TrainConfig,
-    images: &Arc<DecodedImages>,
-    files: &[LabeledImage],
-    mirrored: bool,
-    device: &Device,
-) -> Result<Vec<f32>> {
-    if config.mode == Mode::Frozen && config.feature_cache {
-        // A frozen backbone is the pretrained one: its features of these images may already
-        // be in the store (training computed them; a second evaluation certainly has).
-        let identity = feature_identity(config)?;
-        let identity = if mirrored { format!("{identity}|mirrored") } else { identity };
-        let mut store = FeatureStore::open(&identity)?;
-        let features = store.features(
-            &predictor.model.backbone,
-            images,
-            files,
-            predictor.input.normalization,
-            device,
-            "features",
-        )?;
-        return head_logits(&predictor.model.head, &features, device);
-    }
-    let progress = Progress::new("evaluate", images.len() as u64);
-    let logits = map_images(
-        images,
-        predictor.input.normalization,
-        device,
-        |n| progress.update(n as u64, String::new),
-        |x| predictor.model.forward(x),
-    )?;
-    progress.finish();
-    Ok(logits)
 }
 
 /// Rows of `ln((softmax(a) + softmax(b)) / 2)`: logits whose softmax is the mean of two

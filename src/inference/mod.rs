@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::data::{Batches, DecodedImages};
 use crate::model::Classifier;
 use crate::preprocess::{self, InputSpec, Normalization};
-use crate::run::RunDir;
+use crate::run::{Checkpoint, RunDir};
 
 /// Images per forward pass: inference throughput on the CPU peaks around 32 (BENCHMARKS.md).
 pub const BATCH: usize = 32;
@@ -31,7 +31,7 @@ pub fn rows(tensor: Tensor<2>) -> Result<Vec<f32>> {
 
 /// Runs `forward` over all decoded images in order, [`BATCH`] at a time, and concatenates the
 /// output rows (logits or features). `progress` hears the number of images done; Ctrl-C
-/// stops between batches with [`crate::interrupt::Interrupted`].
+/// stops between batches with [`crate::support::interrupt::Interrupted`].
 pub fn map_images(
     data: &Arc<DecodedImages>,
     normalization: Normalization,
@@ -42,7 +42,7 @@ pub fn map_images(
     let mut out = Vec::new();
     let mut done = 0;
     for batch in Batches::in_order(data.clone(), BATCH, normalization) {
-        crate::interrupt::check()?;
+        crate::support::interrupt::check()?;
         let n = batch.len();
         out.extend(rows(forward(batch.into_tensor(data.size, device)))?);
         done += n;
@@ -75,13 +75,14 @@ pub struct Prediction {
 }
 
 impl Predictor {
-    /// The best (or, with `last`, latest) model of a trained run.
-    pub fn from_run(run: &RunDir, last: bool, device: &Device) -> Result<Self> {
-        let trained = run.load_model(last, device)?;
+    /// A trained run's best or last model.
+    pub fn from_run(run: &RunDir, which: Checkpoint, device: &Device) -> Result<Self> {
+        let trained = run.load_model(which, device)?;
+        let images = &trained.config.images;
         Ok(Self {
             model: trained.model,
             classes: trained.classes,
-            input: InputSpec::trained(trained.config.image_size, trained.config.normalization),
+            input: InputSpec::trained(images.image_size, images.normalization),
             device: device.clone(),
         })
     }

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::{Guess, Predictor};
 use crate::data::dataset::IMAGE_EXTENSIONS;
-use crate::progress::Progress;
+use crate::support::progress::Progress;
 
 /// Files classified per chunk: enough to keep every core decoding, few enough to bound memory.
 const CHUNK: usize = 256;
@@ -161,7 +161,7 @@ pub fn predict_stream(
         progress.update((summary.classified + summary.failed) as u64, || {
             format!("{} failed, {} skipped", summary.failed, summary.skipped)
         });
-        if crate::interrupt::requested() {
+        if crate::support::interrupt::requested() {
             summary.interrupted = true;
             break;
         }

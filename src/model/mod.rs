@@ -6,3 +6,5 @@ pub mod resnet;
 
 pub use classifier::{Classifier, Head, HeadKind};
 pub use resnet::{BatchNormMode, Layout, ResNet50, TrainFrom};
+
+crate::spelled_setting!(BatchNormMode, HeadKind, Layout, TrainFrom);

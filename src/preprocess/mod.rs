@@ -21,6 +21,8 @@ pub enum Normalization {
     Rescale,
 }
 
+crate::spelled_setting!(Normalization);
+
 /// ImageNet means of the B, G, R channels (Keras "caffe" preprocessing).
 const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
 

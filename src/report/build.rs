@@ -16,7 +16,7 @@ use super::{confusion, findings};
 use crate::cam;
 use crate::data::{ImageFolder, LabeledImage, dataset::training_folder};
 use crate::inference::Predictor;
-use crate::run::{EpochRecord, write_json};
+use crate::run::{Checkpoint, EpochRecord, write_json};
 
 /// Colours of the runs' curves, in order.
 const COLOURS: [RGBColor; 4] =
@@ -129,7 +129,7 @@ pub fn build(runs: &[PathBuf], out: &Path, device: &Device) -> Result<Summary> {
             samples,
         ),
     };
-    crate::atomic_file::write(&out.join("report.html"), html::render(&page)?.as_bytes())?;
+    crate::support::atomic_file::write(&out.join("report.html"), html::render(&page)?.as_bytes())?;
     Ok(summary)
 }
 
@@ -176,7 +176,7 @@ fn curves(runs: &[LoadedRun], out: &Path, dataset: &str, images_seen: u64) -> Re
 /// Activation maps of one validation image per class (all classes, or a spread-out sample);
 /// returns what was shown, in words.
 fn activation_maps(run: &LoadedRun, path: &Path, device: &Device) -> Result<String> {
-    let predictor = Predictor::from_run(&run.run, false, device)?;
+    let predictor = Predictor::from_run(&run.run, Checkpoint::Best, device)?;
     let classes = run.classes.len();
     let chosen: Vec<usize> = if classes <= CAM_CLASSES {
         (0..classes).collect()

@@ -6,7 +6,7 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{FONT, drawing_error, register_font, write_png};
+use super::{FONT, drawing_error, register_font, write_image};
 
 /// Default figure size, legible at 100%.
 pub const SIZE: (u32, u32) = (1000, 620);
@@ -95,14 +95,14 @@ impl Chart {
             self.render(&root)?;
             root.present().map_err(drawing_error)?;
         }
-        write_png(png, w, h, rgb)?;
+        write_image(png, w, h, rgb)?;
         let mut text = String::new();
         {
             let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
             self.render(&root)?;
             root.present().map_err(drawing_error)?;
         }
-        crate::atomic_file::write(svg, text.as_bytes())
+        crate::support::atomic_file::write(svg, text.as_bytes())
     }
 
     fn render<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>

@@ -9,7 +9,7 @@ use plotters::prelude::*;
 use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{FONT, drawing_error, register_font, write_png};
+use super::{FONT, drawing_error, register_font, write_image};
 
 /// Colour of a row-normalised fraction.
 fn colour(fraction: f64) -> RGBColor {
@@ -83,7 +83,7 @@ pub fn draw(path: &Path, confusion: &[Vec<usize>], classes: &[String], title: &s
         }
         draw_colour_bar(&root, left + matrix + 30, top, matrix.max(200))?;
     }
-    write_png(path, w, h, rgb)
+    write_image(path, w, h, rgb)
 }
 
 fn draw_colour_bar<DB: DrawingBackend>(

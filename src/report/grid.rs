@@ -8,7 +8,7 @@ use image::imageops::FilterType;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{FONT, drawing_error, register_font, write_png};
+use super::{FONT, drawing_error, register_font, write_image};
 use crate::data::ImageFolder;
 use crate::eval::Mistake;
 use crate::preprocess;
@@ -70,7 +70,7 @@ pub fn draw(path: &Path, title: &str, tiles: &[Tile], columns: usize) -> Result<
         }
         root.present().map_err(drawing_error)?;
     }
-    write_png(path, w, h, rgb)
+    write_image(path, w, h, rgb)
 }
 
 /// The most confident mistakes (at most `MAX_MISTAKES`), with true and predicted classes and

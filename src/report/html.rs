@@ -9,7 +9,6 @@ use base64::Engine;
 
 use super::runs::LoadedRun;
 use super::summary::{ModelSummary, Summary};
-use crate::data::Validation;
 
 /// A figure of the report and its caption.
 pub struct Figure {
@@ -180,20 +179,6 @@ fn results(html: &mut String, models: &[ModelSummary]) -> Result<()> {
     Ok(())
 }
 
-fn describe_validation(validation: &Validation) -> String {
-    match validation {
-        Validation::TestFolder => "the dataset's Test/ folder".into(),
-        Validation::HoldOut { fraction } => {
-            format!("the last {:.0}% of each class's video frames", 100.0 * fraction)
-        }
-        Validation::Blocks { fraction } => format!(
-            "a contiguous {:.0}% of every recording's frames (whole arcs of the fruit's turn that training never sees)",
-            100.0 * fraction
-        ),
-        Validation::Recordings => "one whole recording of each class".into(),
-    }
-}
-
 fn dataset(html: &mut String, page: &Page) -> Result<()> {
     html.push_str("<h2>The data</h2>");
     let run = &page.runs[0];
@@ -205,7 +190,7 @@ fn dataset(html: &mut String, page: &Page) -> Result<()> {
             data.classes,
             data.train_images,
             data.val_images,
-            escape(&describe_validation(&data.validation))
+            escape(&run.config().images.val_split.describe())
         )?;
         if !data.skipped_images.is_empty() || !data.ignored_files.is_empty() {
             write!(

@@ -39,7 +39,7 @@ pub fn drawing_error<E: std::fmt::Debug>(error: E) -> anyhow::Error {
 
 /// Encodes an RGB buffer as PNG, or as JPEG (quality 85: photographs, a fraction of the
 /// size) when the file name ends in `.jpg`, atomically.
-pub fn write_png(path: &std::path::Path, width: u32, height: u32, rgb: Vec<u8>) -> Result<()> {
+pub fn write_image(path: &std::path::Path, width: u32, height: u32, rgb: Vec<u8>) -> Result<()> {
     let image = image::RgbImage::from_raw(width, height, rgb).expect("buffer matches its size");
     let mut bytes = Vec::new();
     if path.extension().is_some_and(|e| e == "jpg") {
@@ -48,5 +48,5 @@ pub fn write_png(path: &std::path::Path, width: u32, height: u32, rgb: Vec<u8>) 
     } else {
         image.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
     }
-    crate::atomic_file::write(path, &bytes)
+    crate::support::atomic_file::write(path, &bytes)
 }

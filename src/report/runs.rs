@@ -10,8 +10,8 @@ use super::evaluation::write_evaluation;
 use crate::config::{Init, Mode, TrainConfig};
 use crate::data::LabeledImage;
 use crate::eval::Evaluation;
-use crate::eval::run::{RunEvaluation, evaluate_run, evaluation_images, validation_evaluation_dir};
-use crate::run::{History, RunDir, RunRecord, read_json};
+use crate::eval::run::{EvaluationRequest, RunEvaluation, evaluate_run, evaluation_images};
+use crate::run::{EvaluationOf, History, RunDir, RunRecord};
 
 /// A run with everything the report needs.
 pub struct LoadedRun {
@@ -35,16 +35,15 @@ impl LoadedRun {
 
 /// Loads `paths` for a report on `device` (evaluating runs that have not been evaluated).
 pub fn load(paths: &[PathBuf], device: &Device) -> Result<Vec<LoadedRun>> {
-    let records: Vec<RunRecord> =
-        paths.iter().map(|path| RunDir::open(path)?.read_record()).collect::<Result<_>>()?;
+    let runs: Vec<RunDir> = paths.iter().map(|path| RunDir::open(path)).collect::<Result<_>>()?;
+    let records: Vec<RunRecord> = runs.iter().map(RunDir::read_record).collect::<Result<_>>()?;
     let labels = labels(&records, paths);
     let mut loaded = Vec::new();
-    for ((path, record), label) in paths.iter().zip(records).zip(labels) {
-        let run = RunDir::open(path)?;
+    for ((run, record), label) in runs.into_iter().zip(records).zip(labels) {
         let history = run.read_history()?;
         let RunEvaluation { evaluation, files, classes } =
             load_or_evaluate(&run, &history, device)?;
-        let other_evaluations = other_evaluations(&run);
+        let other_evaluations = run.folder_evaluations();
         loaded.push(LoadedRun {
             run,
             record,
@@ -59,19 +58,20 @@ pub fn load(paths: &[PathBuf], device: &Device) -> Result<Vec<LoadedRun>> {
     Ok(loaded)
 }
 
-/// The run's validation evaluation, from `RUN/evaluation` (written by `evaluate`, or by
-/// training from the best epoch's validation pass) or computed now; its tables and pictures
-/// are written beside it when missing.
+/// The run's validation evaluation, as saved (by training, from the best epoch's validation
+/// pass, or by `evaluate`) or computed now; its tables and pictures are written beside it
+/// when missing.
 fn load_or_evaluate(run: &RunDir, history: &History, device: &Device) -> Result<RunEvaluation> {
-    let dir = validation_evaluation_dir(run);
+    let dir = run.evaluation_dir(&EvaluationOf::Validation);
     let classes = run.read_classes()?;
     if let Some(loaded) = saved_evaluation(run, history, &classes)? {
-        if !dir.join("confusion.csv").exists() {
+        if !dir.has_tables() {
             write_evaluation(&dir, &loaded.evaluation, &loaded.classes, &loaded.files)?;
         }
         return Ok(loaded);
     }
-    let evaluated = evaluate_run(run, None, false, true, false, device)?;
+    let request = EvaluationRequest { skip_bad_images: true, ..EvaluationRequest::VALIDATION };
+    let evaluated = evaluate_run(run, request, device)?;
     write_evaluation(&dir, &evaluated.evaluation, &evaluated.classes, &evaluated.files)?;
     Ok(evaluated)
 }
@@ -83,11 +83,10 @@ fn saved_evaluation(
     history: &History,
     classes: &[String],
 ) -> Result<Option<RunEvaluation>> {
-    let saved = validation_evaluation_dir(run).join("evaluation.json");
-    if !saved.exists() {
+    let Some(evaluation) = run.evaluation_dir(&EvaluationOf::Validation).read::<Evaluation>()?
+    else {
         return Ok(None);
-    }
-    let mut evaluation: Evaluation = read_json(&saved)?;
+    };
     let best_epoch = history.best().map(|e| e.epoch);
     if evaluation.epoch.is_some() && evaluation.epoch != best_epoch {
         return Ok(None);
@@ -96,25 +95,7 @@ fn saved_evaluation(
     if evaluation.metrics.images != files.len() {
         return Ok(None);
     }
-    // Evaluations saved before mistakes named their files get the names now.
-    evaluation.name_files(&files, &run.read_record()?.config.data);
     Ok(Some(RunEvaluation { evaluation, files, classes: classes.to_vec() }))
-}
-
-/// Evaluations on other folders (`RUN/evaluation-NAME/evaluation.json`), e.g. the Test/ split.
-fn other_evaluations(run: &RunDir) -> Vec<(String, Evaluation)> {
-    let Ok(entries) = std::fs::read_dir(&run.path) else { return Vec::new() };
-    let mut found: Vec<(String, Evaluation)> = entries
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let name = name.strip_prefix("evaluation-")?.to_string();
-            let evaluation = read_json(&entry.path().join("evaluation.json")).ok()?;
-            Some((name, evaluation))
-        })
-        .collect();
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    found
 }
 
 /// Labels for the runs: "Pretrained" / "Vanilla" (with the mode when the modes differ), or

@@ -41,10 +41,8 @@ pub struct ModelSummary {
     /// The best checkpoint on the validation images (top-5 etc.).
     pub evaluation: Option<Metrics>,
     /// The best checkpoint on other folders (`fruitlab evaluate --data`), e.g. `test`.
-    #[serde(default)]
     pub other_evaluations: Vec<(String, Metrics)>,
     /// Size of the run folder on disk.
-    #[serde(default)]
     pub folder_bytes: u64,
 }
 
@@ -52,11 +50,9 @@ pub struct ModelSummary {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Summary {
     pub dataset: PathBuf,
-    #[serde(default)]
     pub dataset_name: String,
     pub generated: String,
     /// What the comparison shows, in sentences computed from the histories.
-    #[serde(default)]
     pub findings: Vec<String>,
     pub models: Vec<ModelSummary>,
 }
@@ -74,7 +70,7 @@ pub fn summarise(run: &LoadedRun) -> ModelSummary {
     let epoch_seconds: f64 = epochs.iter().map(|e| e.train_seconds + e.val_seconds).sum();
     ModelSummary {
         label: run.label.clone(),
-        run: run.run.path.clone(),
+        run: run.run.path().to_path_buf(),
         init: run.config().init,
         mode: run.config().mode,
         epochs: epochs.len(),
@@ -98,19 +94,6 @@ pub fn summarise(run: &LoadedRun) -> ModelSummary {
             .iter()
             .map(|(name, e)| (name.clone(), e.metrics))
             .collect(),
-        folder_bytes: folder_size(&run.run.path),
+        folder_bytes: run.run.size_bytes(),
     }
-}
-
-/// Bytes of the files under `path`.
-pub fn folder_size(path: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
-    entries
-        .flatten()
-        .map(|entry| match entry.metadata() {
-            Ok(meta) if meta.is_dir() => folder_size(&entry.path()),
-            Ok(meta) => meta.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }

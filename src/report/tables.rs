@@ -4,8 +4,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::atomic_file;
 use crate::eval::ClassAccuracy;
+use crate::support::atomic_file;
 
 /// `confusion.csv`: header row of predicted classes, one row per true class.
 pub fn write_confusion_csv(

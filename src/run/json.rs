@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::atomic_file;
+use crate::support::atomic_file;
 
 pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     atomic_file::write(path, serde_json::to_string_pretty(value)?.as_bytes())

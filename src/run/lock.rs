@@ -15,15 +15,15 @@ pub struct RunLock {
 }
 
 impl RunLock {
-    /// Locks `dir` for writing, or explains who holds it.
-    pub fn acquire(dir: &Path) -> Result<Self> {
-        let path = dir.join(".lock");
+    /// Locks the folder of the lock file `path` for writing, or explains who holds it.
+    pub fn acquire(path: &Path) -> Result<Self> {
+        let dir = path.parent().unwrap_or(Path::new("."));
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
-            .open(&path)
+            .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         match file.try_lock() {
             Ok(()) => {}

@@ -1,6 +1,7 @@
-//! The run folder: a training run's configuration, classes, history, log, checkpoints and
-//! resume state, and loading the model it trained. Everything that reads or writes a run
-//! (training, evaluation, reports, prediction) goes through [`RunDir`].
+//! The run folder: a training run's configuration, classes, history, log, models, evaluations
+//! and resume state, and loading the model it trained. This module is the only one that names
+//! a file inside a run folder; training writes through a [`TrainingRun`] (which holds the
+//! folder's lock), everything else reads through a [`RunDir`].
 //!
 //! ```text
 //! RUN/config.json            everything needed to rerun (and what it ran on)
@@ -9,194 +10,193 @@
 //! RUN/train.log              the run's log
 //! RUN/model-best.safetensors best validation accuracy so far
 //! RUN/model-last.safetensors end of the last finished epoch (or interruption)
+//! RUN/evaluation/            the best model on the validation images (see EvaluationDir)
+//! RUN/evaluation-NAME/       the best model on the folder NAME (`evaluate --data`)
 //! RUN/resume/state.json      commit point of the resume checkpoint; names its files:
 //! RUN/resume/model-STEP.bpk, RUN/resume/optimizer-{head,backbone}-STEP.bpk
 //! ```
 //! Every file is written atomically; `resume/state.json` is written last, so a kill at any
 //! moment leaves a complete checkpoint behind.
 
+pub mod evaluation;
 pub mod history;
 pub mod json;
 pub mod lock;
 pub mod record;
 pub mod resume;
 pub mod trained;
+pub mod training;
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use serde::de::DeserializeOwned;
 
+pub use evaluation::{EvaluationDir, EvaluationOf};
 pub use history::{EpochRecord, History};
 pub use json::{read_json, write_json};
 pub use lock::RunLock;
 pub use record::{DatasetSummary, Environment, RunRecord};
 pub use resume::{PartialEpoch, ResumeState};
 pub use trained::TrainedModel;
+pub use training::{Start, TrainingRun};
 
-use crate::model::Classifier;
-use crate::weights::checkpoint;
-use crate::{atomic_file, checksum};
+use crate::config::TrainConfig;
+use crate::support::checksum;
 
-pub struct RunDir {
-    pub path: PathBuf,
+/// The names of a run folder's files.
+mod names {
+    pub const CONFIG: &str = "config.json";
+    pub const CLASSES: &str = "classes.json";
+    pub const HISTORY_JSON: &str = "history.json";
+    pub const HISTORY_CSV: &str = "history.csv";
+    pub const LOG: &str = "train.log";
+    pub const BEST_MODEL: &str = "model-best.safetensors";
+    pub const LAST_MODEL: &str = "model-last.safetensors";
+    pub const RESUME: &str = "resume";
+    pub const RESUME_STATE: &str = "state.json";
+    pub const LOCK: &str = ".lock";
+    pub const VALIDATION_EVALUATION: &str = "evaluation";
+    pub const FOLDER_EVALUATION_PREFIX: &str = "evaluation-";
 }
 
-/// Whether `name` is a resume checkpoint file as [`RunDir::save_resume`] names them:
-/// `model-STEP-N.bpk` or `optimizer-PART-STEP-N.bpk`.
-fn is_checkpoint_file(name: &str) -> bool {
-    let Some(stem) = name.strip_suffix(".bpk") else { return false };
-    let tag = match stem.split_once('-') {
-        Some(("model", tag)) => tag,
-        Some(("optimizer", rest)) => match rest.split_once('-') {
-            Some(("head" | "backbone", tag)) => tag,
-            _ => return false,
-        },
-        _ => return false,
-    };
-    matches!(tag.split_once('-'), Some((step, n)) if step.chars().all(|c| c.is_ascii_digit()) && n.chars().all(|c| c.is_ascii_digit()) && !step.is_empty() && !n.is_empty())
+/// The two trained models a run keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// The epoch with the best validation accuracy (`model-best.safetensors`).
+    Best,
+    /// The end of the last finished epoch (`model-last.safetensors`).
+    Last,
+}
+
+/// The parts of a run's optimizer state, each saved in its own resume file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OptimizerPart {
+    /// The new top's optimizer.
+    Head,
+    /// The backbone's, when it trains.
+    Backbone,
+}
+
+impl OptimizerPart {
+    const ALL: [OptimizerPart; 2] = [OptimizerPart::Head, OptimizerPart::Backbone];
+
+    /// The part's name in resume file names and `state.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerPart::Head => "head",
+            OptimizerPart::Backbone => "backbone",
+        }
+    }
+}
+
+/// A run folder, for reading. Opening checks that it holds a run.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    path: PathBuf,
 }
 
 impl RunDir {
-    /// Creates a new run folder, locked for this process; refuses a folder holding a run that
-    /// has started training (one that failed before its first checkpoint may be started again
-    /// with new flags) and a folder of other files (nothing of the user's is overwritten).
-    pub fn create(path: &Path) -> Result<(Self, RunLock)> {
-        if path.join("resume").join("state.json").exists() {
-            bail!(
-                "{} already holds a run: use --resume {0} to continue it, or another --out",
-                path.display()
-            );
-        }
-        let foreign = path.is_dir()
-            && !path.join("config.json").exists()
-            && std::fs::read_dir(path)?.next().is_some();
-        if foreign {
-            bail!(
-                "{} exists and holds other files, not a fruitlab run: choose a new --out",
-                path.display()
-            );
-        }
-        std::fs::create_dir_all(path.join("resume"))
-            .with_context(|| format!("cannot create the run folder {}", path.display()))?;
-        let run = Self { path: path.to_path_buf() };
-        let lock = run.lock_for_writing()?;
-        Ok((run, lock))
-    }
-
-    /// Locks an existing run folder for writing (training resumes), and removes what a
-    /// killed writer left half-written.
-    pub fn lock_for_writing(&self) -> Result<RunLock> {
-        let lock = RunLock::acquire(&self.path)?;
-        for dir in [self.path.clone(), self.file("resume")] {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                if atomic_file::is_temporary(&entry.path()) {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
-        Ok(lock)
-    }
-
     /// Opens an existing run folder.
     pub fn open(path: &Path) -> Result<Self> {
-        if !path.join("config.json").exists() {
-            bail!("{} is not a fruitlab run folder (no config.json)", path.display());
+        if !Self::holds_run(path) {
+            bail!("{} is not a fruitlab run folder (no {})", path.display(), names::CONFIG);
         }
         Ok(Self { path: path.to_path_buf() })
     }
 
-    pub fn file(&self, name: &str) -> PathBuf {
+    /// Whether `path` holds a run (its configuration).
+    pub fn holds_run(path: &Path) -> bool {
+        path.join(names::CONFIG).exists()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
 
-    pub fn write_record(&self, record: &RunRecord) -> Result<()> {
-        write_json(&self.file("config.json"), record)
+    fn resume_file(&self, name: &str) -> PathBuf {
+        self.file(names::RESUME).join(name)
     }
 
     pub fn read_record(&self) -> Result<RunRecord> {
-        read_json(&self.file("config.json"))
+        read_json(&self.file(names::CONFIG))
     }
 
-    pub fn write_classes(&self, classes: &[String]) -> Result<()> {
-        write_json(&self.file("classes.json"), &classes)
+    pub fn read_config(&self) -> Result<TrainConfig> {
+        Ok(self.read_record()?.config)
     }
 
     pub fn read_classes(&self) -> Result<Vec<String>> {
-        read_json(&self.file("classes.json"))
+        read_json(&self.file(names::CLASSES))
     }
 
     pub fn read_history(&self) -> Result<History> {
-        History::read(&self.file("history.json"))
+        let path = self.file(names::HISTORY_JSON);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a history", path.display()))
     }
 
-    /// Appends a line to `train.log`.
-    pub fn log(&self, line: &str) -> Result<()> {
-        let mut file =
-            std::fs::OpenOptions::new().create(true).append(true).open(self.file("train.log"))?;
-        writeln!(file, "{} {line}", chrono::Local::now().format("%Y-%m-%d %H:%M:%S"))?;
-        Ok(())
+    /// The file of a trained model.
+    pub fn model_path(&self, checkpoint: Checkpoint) -> PathBuf {
+        self.file(match checkpoint {
+            Checkpoint::Best => names::BEST_MODEL,
+            Checkpoint::Last => names::LAST_MODEL,
+        })
     }
 
-    /// The trained model: `model-best.safetensors`, or `model-last.safetensors` with `last`.
-    pub fn model_path(&self, last: bool) -> PathBuf {
-        self.file(if last { "model-last.safetensors" } else { "model-best.safetensors" })
+    /// Where an evaluation of the run's best model is kept: `evaluation/` for the validation
+    /// images, `evaluation-NAME/` for the folder NAME (e.g. `evaluation-test/` for a `Test/`
+    /// folder), so that neither overwrites the other.
+    pub fn evaluation_dir(&self, of: &EvaluationOf) -> EvaluationDir {
+        let name = match of {
+            EvaluationOf::Validation => names::VALIDATION_EVALUATION.to_string(),
+            EvaluationOf::Folder(folder) => {
+                let name = folder
+                    .file_name()
+                    .map_or("data".into(), |n| n.to_string_lossy().to_lowercase());
+                let name: String =
+                    name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+                format!("{}{name}", names::FOLDER_EVALUATION_PREFIX)
+            }
+        };
+        EvaluationDir::at(self.file(&name))
     }
 
-    pub fn save_best(&self, model: &Classifier, metadata: &HashMap<String, String>) -> Result<()> {
-        checkpoint::save(model, &self.model_path(false), metadata).map(drop)
+    /// The saved evaluations on other folders (`evaluation-NAME/`), by NAME, in name order;
+    /// unreadable ones are left out.
+    pub fn folder_evaluations<T: DeserializeOwned>(&self) -> Vec<(String, T)> {
+        let Ok(entries) = std::fs::read_dir(&self.path) else { return Vec::new() };
+        let mut found: Vec<(String, T)> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let name = name.strip_prefix(names::FOLDER_EVALUATION_PREFIX)?.to_string();
+                let evaluation = EvaluationDir::at(entry.path()).read().ok()??;
+                Some((name, evaluation))
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
     }
 
-    /// Writes the resume checkpoint: the model (burnpack, which keeps the parameter ids the
-    /// optimizer state refers to), the optimizer states (already serialised by the caller),
-    /// then `state.json` as the commit point; then `model-last.safetensors`, and removes older
-    /// checkpoint files.
-    pub fn save_resume(
-        &self,
-        model: &Classifier,
-        metadata: &HashMap<String, String>,
-        optimizers: &[(&str, Vec<u8>)],
-        mut state: ResumeState,
-    ) -> Result<()> {
-        let tag = format!("{:07}-{}", state.step, state.step_in_epoch);
-        let model_file = format!("model-{tag}.bpk");
-        state.checksums.clear();
-        let model_sum = checkpoint::save(model, &self.resume_file(&model_file), metadata)?;
-        state.checksums.insert(model_file.clone(), model_sum);
-        state.model_file = model_file.clone();
-        state.optimizer_files.clear();
-        for (name, bytes) in optimizers {
-            let file = format!("optimizer-{name}-{tag}.bpk");
-            atomic_file::write(&self.resume_file(&file), bytes)?;
-            state.checksums.insert(file.clone(), checksum::sha256_hex(bytes));
-            state.optimizer_files.insert(name.to_string(), file);
-        }
-        write_json(&self.resume_file("state.json"), &state)?;
-        checkpoint::save(model, &self.model_path(true), metadata)?;
-        self.remove_stale_resume_files(&state)
+    /// Bytes of the files in the run folder.
+    pub fn size_bytes(&self) -> u64 {
+        folder_size(&self.path)
     }
 
     /// The resume state, after checking that the checkpoint files it names are the bytes
-    /// that were written.
-    /// Removes the resume checkpoint's model and optimizer files of a finished run (hundreds
-    /// of megabytes it no longer needs); `state.json` stays, marking the run finished.
-    pub fn drop_resume_checkpoint(&self) -> Result<()> {
-        let mut state = self.read_resume()?;
-        for file in std::iter::once(&state.model_file).chain(state.optimizer_files.values()) {
-            if is_checkpoint_file(file) {
-                let _ = std::fs::remove_file(self.resume_file(file));
-            }
+    /// that were written; `None` when the run has saved no checkpoint yet.
+    fn read_resume(&self) -> Result<Option<ResumeState>> {
+        let path = self.resume_file(names::RESUME_STATE);
+        if !path.exists() {
+            return Ok(None);
         }
-        state.model_file.clear();
-        state.optimizer_files.clear();
-        state.checksums.clear();
-        write_json(&self.resume_file("state.json"), &state)
-    }
-
-    pub fn read_resume(&self) -> Result<ResumeState> {
-        let state: ResumeState = read_json(&self.resume_file("state.json"))?;
+        let state: ResumeState = read_json(&path)?;
         for (file, expected) in &state.checksums {
             let path = self.resume_file(file);
             let bytes =
@@ -205,28 +205,40 @@ impl RunDir {
                 checksum::sha256_hex(&bytes) == *expected,
                 "the resume checkpoint {} has changed since it was saved (checksum mismatch): it is corrupt, so the run cannot continue; start it again with --config {}",
                 path.display(),
-                self.file("config.json").display()
+                self.file(names::CONFIG).display()
             );
         }
-        Ok(state)
+        Ok(Some(state))
     }
+}
 
-    pub fn resume_file(&self, name: &str) -> PathBuf {
-        self.file("resume").join(name)
-    }
+/// Bytes of the files under `path`.
+fn folder_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => folder_size(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
 
-    /// Removes older checkpoints: only files of our own naming, never anything else.
-    fn remove_stale_resume_files(&self, state: &ResumeState) -> Result<()> {
-        let keep: Vec<&String> =
-            std::iter::once(&state.model_file).chain(state.optimizer_files.values()).collect();
-        for entry in std::fs::read_dir(self.file("resume"))? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if is_checkpoint_file(&name) && !keep.iter().any(|k| **k == name) {
-                let _ = std::fs::remove_file(self.resume_file(&name));
-            }
-        }
-        Ok(())
-    }
+/// Whether `name` is a resume checkpoint file as [`TrainingRun::save_checkpoint`] names them:
+/// `model-STEP-N.bpk` or `optimizer-PART-STEP-N.bpk`.
+fn is_checkpoint_file(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".bpk") else { return false };
+    let tag = match stem.split_once('-') {
+        Some(("model", tag)) => tag,
+        Some(("optimizer", rest)) => match rest.split_once('-') {
+            Some((part, tag)) if OptimizerPart::ALL.iter().any(|p| p.name() == part) => tag,
+            _ => return false,
+        },
+        _ => return false,
+    };
+    let number = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    matches!(tag.split_once('-'), Some((step, n)) if number(step) && number(n))
 }
 
 #[cfg(test)]
@@ -250,5 +262,15 @@ mod tests {
         ] {
             assert!(!is_checkpoint_file(theirs), "{theirs}");
         }
+    }
+
+    #[test]
+    fn evaluations_of_folders_are_named_by_the_folder() {
+        let run = RunDir { path: PathBuf::from("r") };
+        let test = run.evaluation_dir(&EvaluationOf::Folder("data/Test".into()));
+        assert_eq!(test.path(), Path::new("r/evaluation-test"));
+        let other = run.evaluation_dir(&EvaluationOf::Folder("my photos".into()));
+        assert_eq!(other.path(), Path::new("r/evaluation-my-photos"));
+        assert_eq!(run.evaluation_dir(&EvaluationOf::Validation).path(), Path::new("r/evaluation"));
     }
 }

@@ -1,11 +1,12 @@
 //! `config.json`: the run's configuration, what it ran on, and the dataset as it saw it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
-use crate::data::{BadImage, Validation};
+use crate::data::BadImage;
 
 /// The content of `config.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -13,6 +14,11 @@ pub struct RunRecord {
     pub config: TrainConfig,
     pub environment: Environment,
     pub dataset: Option<DatasetSummary>,
+}
+
+/// The configuration in a `config.json` file (for `train --config FILE`).
+pub fn read_config_file(path: &Path) -> Result<TrainConfig> {
+    Ok(super::read_json::<RunRecord>(path)?.config)
 }
 
 /// What the run ran on, for the record.
@@ -64,12 +70,10 @@ pub struct DatasetSummary {
     pub classes: usize,
     pub train_images: usize,
     pub val_images: usize,
-    pub validation: Validation,
     /// Unreadable images left out (`--skip-bad-images`).
     pub skipped_images: Vec<BadImage>,
     /// Non-image files found in class folders (not used).
     pub ignored_files: Vec<PathBuf>,
     /// Images in sub-folders of class folders (not used).
-    #[serde(default)]
     pub nested_images: Vec<PathBuf>,
 }

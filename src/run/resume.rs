@@ -22,7 +22,6 @@ pub struct ResumeState {
     pub model_file: String,
     pub optimizer_files: HashMap<String, String>,
     /// SHA-256 of each checkpoint file named above, checked before resuming.
-    #[serde(default)]
     pub checksums: HashMap<String, String>,
     /// True once the configured epochs are all done.
     pub finished: bool,

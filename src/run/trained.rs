@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 use burn::tensor::Device;
 
-use super::RunDir;
+use super::{Checkpoint, RunDir};
 use crate::config::TrainConfig;
 use crate::model::Classifier;
 use crate::weights::checkpoint;
@@ -17,20 +17,20 @@ pub struct TrainedModel {
 }
 
 impl RunDir {
-    /// The run's best model (`model-best.safetensors`), or its latest with `last`.
-    pub fn load_model(&self, last: bool, device: &Device) -> Result<TrainedModel> {
-        let record = self.read_record()?;
+    /// The run's best model (`model-best.safetensors`) or its latest.
+    pub fn load_model(&self, which: Checkpoint, device: &Device) -> Result<TrainedModel> {
+        let config = self.read_config()?;
         let classes = self.read_classes()?;
-        let path = self.model_path(last);
+        let path = self.model_path(which);
         if !path.exists() {
             bail!(
                 "{} has no trained model yet ({} is missing)",
-                self.path.display(),
+                self.path().display(),
                 path.display()
             );
         }
-        let config = record.config;
-        let mut template = Classifier::new(config.layout, config.head, classes.len(), device);
+        let mut template =
+            Classifier::new(config.model.layout, config.model.head, classes.len(), device);
         if config.folds_batchnorm() {
             template.backbone = template.backbone.fold_batchnorm();
         }

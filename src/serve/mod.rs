@@ -5,6 +5,7 @@
 
 mod batcher;
 mod drain;
+mod info;
 mod metrics;
 mod routes;
 
@@ -20,6 +21,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+
+pub use info::ModelInfo;
 
 use crate::inference::Predictor;
 use batcher::{BatchLimits, Batcher};
@@ -46,7 +49,7 @@ pub struct ServeOptions {
 
 /// Serves `predictor` until SIGTERM or Ctrl-C; `model` is what `GET /v1/model` says. Prints
 /// the address it listens on (useful with port 0).
-pub fn serve(predictor: Predictor, model: serde_json::Value, options: ServeOptions) -> Result<()> {
+pub fn serve(predictor: Predictor, model: ModelInfo, options: ServeOptions) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         // The model has its own thread and the CPU's cores; the network needs little.
         .worker_threads(2)
@@ -56,7 +59,7 @@ pub fn serve(predictor: Predictor, model: serde_json::Value, options: ServeOptio
     runtime.block_on(run(predictor, model, options))
 }
 
-async fn run(predictor: Predictor, model: serde_json::Value, options: ServeOptions) -> Result<()> {
+async fn run(predictor: Predictor, model: ModelInfo, options: ServeOptions) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let input = predictor.input;
     let classes = predictor.classes.len();

@@ -27,7 +27,7 @@ pub struct App {
     pub input: InputSpec,
     pub classes: usize,
     /// `GET /v1/model`.
-    pub model: serde_json::Value,
+    pub model: super::ModelInfo,
     pub limits: RequestLimits,
 }
 
@@ -235,7 +235,7 @@ async fn decode(app: &App, name: Option<String>, bytes: Vec<u8>) -> Result<RgbIm
 }
 
 /// `GET /v1/model`.
-pub async fn model(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+pub async fn model(State(app): State<Arc<App>>) -> Json<super::ModelInfo> {
     Json(app.model.clone())
 }
 

@@ -3,9 +3,9 @@
 //! when the run cannot mean much.
 
 use crate::config::{Init, Mode, Schedule, TrainConfig};
-use crate::data::Validation;
 use crate::model::TrainFrom;
 use crate::run::ResumeState;
+use crate::support::spelling;
 
 use super::prepare::PreparedData;
 
@@ -34,12 +34,12 @@ pub fn header(
             "  data     {} classes: {} training, {} validation images",
             summary.classes, summary.train_images, summary.val_images
         ),
-        format!("  validate {}", describe_validation(&summary.validation)),
-        format!("  recipe   {}: {}", name(&config.recipe), describe_recipe(config)),
+        format!("  validate on {}", config.images.val_split.describe()),
+        format!("  recipe   {}: {}", spelling(&config.recipe), describe_recipe(config)),
         format!("  trains   {}", describe_training(config)),
         format!(
             "  compute  {} backend, {} thread(s), {}",
-            config.backend.name(),
+            spelling(&config.compute.backend),
             rayon::current_num_threads(),
             crate::run::record::cpu_model()
         ),
@@ -49,65 +49,49 @@ pub fn header(
         lines.push(format!(
             "  resume   picks up at epoch {}/{}, step {}/{steps}",
             state.epochs_done + 1,
-            config.epochs,
+            config.schedule.epochs,
             state.step_in_epoch
         ));
     }
     lines
 }
 
-fn describe_validation(validation: &Validation) -> String {
-    match validation {
-        Validation::TestFolder => "on the Test/ folder".into(),
-        Validation::HoldOut { fraction } => {
-            format!("on the last {:.0}% of each class's frames", 100.0 * fraction)
-        }
-        Validation::Blocks { fraction } => {
-            format!("on a contiguous {:.0}% of every recording's frames", 100.0 * fraction)
-        }
-        Validation::Recordings => "on one whole recording of each class".into(),
-    }
-}
-
-/// A setting's name as `config.json` spells it.
-fn name(value: &impl serde::Serialize) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
-}
-
 /// The recipe's key values in one line.
 fn describe_recipe(config: &TrainConfig) -> String {
-    let optimizer = format!("{} {:e}", name(&config.optimizer), config.lr);
-    let steps = match config.steps_per_epoch {
-        Some(steps) => format!("{}x{steps} steps", config.epochs),
-        None => format!("{} full passes", config.epochs),
+    let o = &config.optimization;
+    let epochs = config.schedule.epochs;
+    let optimizer = format!("{} {:e}", spelling(&o.optimizer), o.lr);
+    let steps = match config.schedule.steps_per_epoch {
+        Some(steps) => format!("{epochs}x{steps} steps"),
+        None => format!("{epochs} full passes"),
     };
-    let schedule = match config.schedule {
+    let schedule = match o.schedule {
         Schedule::Constant => "constant".to_string(),
-        Schedule::Cosine => format!("cosine ({} warm-up)", config.warmup_steps),
+        Schedule::Cosine => format!("cosine ({} warm-up)", o.warmup_steps),
     };
     match config.mode {
-        Mode::Frozen => format!("{optimizer}, {schedule}, batch {}, {steps}", config.batch_size),
+        Mode::Frozen => format!("{optimizer}, {schedule}, batch {}, {steps}", o.batch_size),
         Mode::Finetune => format!(
             "{optimizer}, backbone x{}, {schedule}, batch {}, {steps}, bn {}",
-            config.backbone_lr_scale,
-            config.batch_size,
-            name(&config.batchnorm)
+            o.backbone_lr_scale,
+            o.batch_size,
+            spelling(&config.model.batchnorm)
         ),
     }
 }
 
 /// Which layers learn, and with what loss, in one line.
 fn describe_training(config: &TrainConfig) -> String {
-    let top = name(&config.head);
-    let layers = match (config.mode, config.train_from) {
+    let top = spelling(&config.model.head);
+    let layers = match (config.mode, config.model.train_from) {
         (Mode::Frozen, _) => format!("the new {top} top only"),
         (Mode::Finetune, TrainFrom::Stem) => format!("every layer and the new {top} top"),
         (Mode::Finetune, from) => format!(
             "the backbone from {} on and the new {top} top (earlier layers fixed)",
-            name(&from)
+            spelling(&from)
         ),
     };
-    match config.label_smoothing {
+    match config.optimization.label_smoothing {
         smoothing if smoothing > 0.0 => format!("{layers}; label smoothing {smoothing}"),
         _ => layers,
     }
@@ -142,11 +126,11 @@ pub fn warnings(config: &TrainConfig, data: &PreparedData) -> Vec<String> {
             few.join(", ")
         ));
     }
-    let total_steps = config.epochs * config.steps_in_epoch(data.train.len());
-    if config.schedule == Schedule::Cosine && total_steps < config.warmup_steps {
+    let total_steps = config.schedule.epochs * config.steps_in_epoch(data.train.len());
+    let warmup_steps = config.optimization.warmup_steps;
+    if config.optimization.schedule == Schedule::Cosine && total_steps < warmup_steps {
         warnings.push(format!(
-            "the run has {total_steps} optimizer steps, fewer than the {} warm-up steps: the learning rate never reaches its peak",
-            config.warmup_steps
+            "the run has {total_steps} optimizer steps, fewer than the {warmup_steps} warm-up steps: the learning rate never reaches its peak"
         ));
     }
     if config.init == Init::Random

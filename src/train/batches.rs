@@ -1,17 +1,88 @@
-//! The batches of one epoch: images (decoded, augmented and normalised by a background
-//! thread) for fine-tuning, or rows of cached backbone features for a frozen backbone.
+//! What the new top trains on, and the batches of one epoch: images (decoded, augmented and
+//! normalised by a background thread) for fine-tuning, or rows of stored backbone features
+//! for a frozen backbone.
 
 use std::sync::Arc;
 
-use burn::tensor::{Device, Tensor};
+use anyhow::Result;
+use burn::tensor::{Device, Tensor, TensorData};
 
-use super::steps::gather_features;
-use crate::data::{BatchRecipe, Batches, DecodedImages};
+use super::learner::StepInput;
+use crate::config::TrainConfig;
+use crate::data::{BatchRecipe, Batches, DecodedImages, LabeledImage};
+use crate::features::{self, FeatureVariant};
+use crate::model::Classifier;
+use crate::model::resnet::FEATURE_DIM;
 
-/// The inputs of one optimizer step.
-pub enum StepInput {
-    Images(Tensor<4>),
-    Features(Tensor<2>),
+/// What a run's steps take for a set of images.
+pub enum Inputs {
+    /// The images, through the network (fine-tuning, or frozen without stored features).
+    Images(Arc<DecodedImages>),
+    /// Stored backbone features: one row of 2048 per image.
+    Features(Arc<Vec<f32>>),
+}
+
+impl Inputs {
+    /// The inputs of `images` (the files `files`) for a run of `config` training `model`:
+    /// their stored features when the run uses the feature store, else the images.
+    pub fn of(
+        config: &TrainConfig,
+        model: &Classifier,
+        images: &Arc<DecodedImages>,
+        files: &[LabeledImage],
+        device: &Device,
+        label: &str,
+    ) -> Result<Self> {
+        if !config.uses_feature_store() {
+            return Ok(Inputs::Images(images.clone()));
+        }
+        let backbone = model.backbone.inference();
+        let rows = features::lookup(
+            config,
+            FeatureVariant::Plain,
+            &backbone,
+            images,
+            files,
+            device,
+            label,
+        )?;
+        Ok(Inputs::Features(Arc::new(rows)))
+    }
+
+    /// Batches of `samples` (`(image, stream position)` pairs) on the autodiff device `ad`;
+    /// images are augmented as `config` says.
+    pub fn batches(
+        &self,
+        config: &TrainConfig,
+        samples: Vec<(usize, u64)>,
+        ad: &Device,
+    ) -> EpochBatches {
+        let batch_size = config.optimization.batch_size;
+        match self {
+            Inputs::Features(features) => EpochBatches::Features {
+                features: features.clone(),
+                samples,
+                batch_size,
+                next: 0,
+                ad: ad.clone(),
+            },
+            Inputs::Images(images) => {
+                let recipe = BatchRecipe {
+                    batch_size,
+                    normalization: config.images.normalization,
+                    augment: Some((
+                        config.images.augment.clone(),
+                        stream_seed(config.optimization.seed, "augment"),
+                    )),
+                };
+                EpochBatches::Images {
+                    batches: Batches::spawn(images.clone(), samples, recipe),
+                    size: images.size,
+                    ad: ad.clone(),
+                }
+            }
+        }
+    }
 }
 
 /// Batches of one epoch.
@@ -31,27 +102,6 @@ pub enum EpochBatches {
 }
 
 impl EpochBatches {
-    /// Images of `samples` (`(image, stream position)` pairs), assembled ahead of the model.
-    pub fn images(
-        data: Arc<DecodedImages>,
-        samples: Vec<(usize, u64)>,
-        recipe: BatchRecipe,
-        ad: &Device,
-    ) -> Self {
-        let size = data.size;
-        Self::Images { batches: Batches::spawn(data, samples, recipe), size, ad: ad.clone() }
-    }
-
-    /// Rows of `features` (one per training image) for `samples`.
-    pub fn features(
-        features: Arc<Vec<f32>>,
-        samples: Vec<(usize, u64)>,
-        batch_size: usize,
-        ad: &Device,
-    ) -> Self {
-        Self::Features { features, samples, batch_size, next: 0, ad: ad.clone() }
-    }
-
     /// The next batch and its labels (`labels` of the training images), or `None` at the end.
     pub fn next_batch(&mut self, labels: &[usize]) -> Option<(StepInput, Vec<usize>)> {
         match self {
@@ -79,6 +129,21 @@ impl EpochBatches {
             EpochBatches::Features { .. } => 0.0,
         }
     }
+}
+
+/// A batch of feature rows and their labels.
+pub fn gather_features(
+    features: &[f32],
+    labels: &[usize],
+    samples: &[(usize, u64)],
+    device: &Device,
+) -> (Tensor<2>, Vec<usize>) {
+    let mut rows = Vec::with_capacity(samples.len() * FEATURE_DIM);
+    for &(index, _) in samples {
+        rows.extend_from_slice(&features[index * FEATURE_DIM..(index + 1) * FEATURE_DIM]);
+    }
+    let tensor = Tensor::from_data(TensorData::new(rows, [samples.len(), FEATURE_DIM]), device);
+    (tensor, samples.iter().map(|&(index, _)| labels[index]).collect())
 }
 
 /// Distinct, seed-derived streams for the data order, augmentation, and so on.

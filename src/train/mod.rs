@@ -1,25 +1,21 @@
-//! Training: the data of a run, the model it trains, the epoch loop with its steps and
-//! optimizers, the feature cache, checkpoints and resumption.
+//! Training: the data of a run, the model it trains, the one optimizer step every loop
+//! takes, the epoch loop with its stopping rules, and what the run says before it trains.
 
 pub mod announce;
 pub mod batches;
-pub mod checkpoint;
+pub mod learner;
 pub mod model;
 pub mod optim;
 pub mod prepare;
 pub mod record;
-pub mod steps;
+pub mod stopping;
 pub mod trainer;
 
-use std::path::Path;
-
-use anyhow::{Result, ensure};
-use burn::nn::loss::CrossEntropyLossConfig;
+use anyhow::Result;
 use burn::tensor::Device;
 
-use crate::config::{Mode, TrainConfig};
-use crate::run::{Environment, History, ResumeState, RunDir, RunRecord};
-use checkpoint::Optimizers;
+use crate::run::{History, ResumeState, Start, TrainingRun};
+use learner::Learner;
 use trainer::Trainer;
 
 /// How a training run ended.
@@ -29,92 +25,52 @@ pub struct Outcome {
     pub interrupted: bool,
 }
 
-/// Trains `config` into a new run folder `out`, or (`config` = `None`) continues the run in
-/// `out`, on `device`. Ctrl-C during any phase ends it with `interrupted` set and the run
-/// resumable.
-pub fn start_or_resume(
-    config: Option<TrainConfig>,
-    out: &Path,
-    device: &Device,
-) -> Result<Outcome> {
-    match open_and_train(config, out, device) {
-        Err(error) if crate::interrupt::is_interruption(&error) => {
+/// Trains the run in `run` from where `start` says, on `device`, until its epochs are done or
+/// Ctrl-C. Ctrl-C during any phase ends it with `interrupted` set and the run resumable.
+pub fn train(mut run: TrainingRun, start: Start, device: &Device) -> Result<Outcome> {
+    match train_run(&mut run, start, device) {
+        Err(error) if crate::support::interrupt::is_interruption(&error) => {
             Ok(Outcome { history: History::default(), interrupted: true })
         }
         outcome => outcome,
     }
 }
 
-fn open_and_train(config: Option<TrainConfig>, out: &Path, device: &Device) -> Result<Outcome> {
-    let (run, config, state, _lock) = match config {
-        Some(config) => {
-            let (run, lock) = RunDir::create(out)?;
-            let record = RunRecord {
-                config: config.clone(),
-                environment: Environment::capture(config.backend.name()),
-                dataset: None,
-            };
-            run.write_record(&record)?;
-            (run, config, None, lock)
-        }
-        None => {
-            let run = RunDir::open(out)?;
-            let lock = run.lock_for_writing()?;
-            let config = run.read_record()?.config;
-            let state =
-                run.resume_file("state.json").exists().then(|| run.read_resume()).transpose()?;
-            if let Some(state) = state.as_ref().filter(|s| s.finished) {
-                eprintln!("{} has already finished all its epochs", out.display());
-                return Ok(Outcome { history: state.history.clone(), interrupted: false });
-            }
-            (run, config, state, lock)
-        }
-    };
-    if config.mode == Mode::Frozen && config.feature_cache && !config.augment.is_identity() {
+fn train_run(run: &mut TrainingRun, start: Start, device: &Device) -> Result<Outcome> {
+    if let Start::Finished(state) = start {
+        eprintln!("{} has already finished all its epochs", run.dir().path().display());
+        return Ok(Outcome { history: state.history, interrupted: false });
+    }
+    let config = run.config().clone();
+    if config.uses_feature_store() && !config.images.augment.is_identity() {
         eprintln!(
             "note: frozen mode caches backbone features of the plain images, so --augment is not applied; pass --no-feature-cache to augment (the backbone then runs every epoch)"
         );
     }
-    train(&config, &run, state, device)
-}
-
-/// Trains (or continues) the run in `run` until its epochs are done or Ctrl-C.
-fn train(
-    config: &TrainConfig,
-    run: &RunDir,
-    resume: Option<ResumeState>,
-    device: &Device,
-) -> Result<Outcome> {
-    let ad = device.clone().autodiff();
     // Model initialisation draws from the device's generator: seed it for reproducible runs.
-    device.seed(config.seed);
+    device.seed(config.optimization.seed);
 
-    let data = prepare::prepare_data(config)?;
-    if resume.is_some() {
-        ensure!(
-            run.read_classes()? == data.classes,
-            "the classes of {} changed since this run started",
-            config.data.display()
-        );
-    } else {
-        run.write_classes(&data.classes)?;
-    }
-    record_dataset(run, &data)?;
-    for line in announce::header(config, &data, &run.path, resume.as_ref()) {
+    let data = prepare::prepare_data(&config)?;
+    run.settle_classes(&data.classes, &start)?;
+    run.record_dataset(data.summary.clone())?;
+    let resume = match start {
+        Start::Resume(state) => Some(state),
+        Start::Fresh | Start::Finished(_) => None,
+    };
+    for line in announce::header(&config, &data, run.dir().path(), resume.as_ref()) {
         eprintln!("{line}");
         run.log(line.trim())?;
     }
-    for warning in announce::warnings(config, &data) {
+    for warning in announce::warnings(&config, &data) {
         eprintln!("warning: {warning}");
         run.log(&format!("warning: {warning}"))?;
     }
 
-    let mut model = model::build_model(config, data.classes.len(), &ad)?;
-    let mut optimizers = Optimizers::new(config);
+    let model = model::build_model(&config, data.classes.len(), &device.clone().autodiff())?;
+    let mut learner = Learner::new(&config, model, device);
     let mut state = match resume {
         Some(state) => {
-            model = crate::weights::checkpoint::load(model, &run.resume_file(&state.model_file))?;
-            optimizers = optimizers.restore(run, &state)?;
+            learner = learner.restored(run, &state)?;
             run.log(&format!(
                 "resumed at epoch {} step {}",
                 state.epochs_done + 1,
@@ -127,39 +83,9 @@ fn train(
             ..History::default()
         }),
     };
-    let mut trainer = Trainer {
-        config,
-        run,
-        device: device.clone(),
-        ad,
-        data,
-        model,
-        optimizers,
-        loss: CrossEntropyLossConfig::new().with_smoothing(
-            (config.label_smoothing > 0.0).then_some(config.label_smoothing as f32),
-        ),
-    };
-    let outcome = trainer.train(&mut state)?;
-    if state.finished && !config.keep_resume {
-        run.drop_resume_checkpoint()?;
+    let outcome = Trainer::new(&config, run, device, data, learner).train(&mut state)?;
+    if state.finished {
+        run.finish()?;
     }
     Ok(outcome)
-}
-
-/// Writes what the run sees of its dataset into `config.json` and the log.
-fn record_dataset(run: &RunDir, data: &prepare::PreparedData) -> Result<()> {
-    let mut record = run.read_record()?;
-    record.dataset = Some(data.summary.clone());
-    run.write_record(&record)?;
-    for bad in &data.summary.skipped_images {
-        run.log(&format!("skipped unreadable image: {}", bad.error))?;
-    }
-    if let Some(first) = data.summary.ignored_files.first() {
-        run.log(&format!(
-            "ignored {} non-image file(s) in class folders, e.g. {}",
-            data.summary.ignored_files.len(),
-            first.display()
-        ))?;
-    }
-    Ok(())
 }

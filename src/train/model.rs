@@ -11,14 +11,15 @@ use crate::weights;
 
 /// The model as configured, on the autodiff device `ad`.
 pub fn build_model(config: &TrainConfig, num_classes: usize, ad: &Device) -> Result<Classifier> {
-    let mut model = Classifier::new(config.layout, config.head, num_classes, ad);
+    let mut model = Classifier::new(config.model.layout, config.model.head, num_classes, ad);
     if config.init == Init::Imagenet {
-        model.backbone = weights::imagenet_backbone(model.backbone, config.weights.as_deref(), ad)?;
+        model.backbone =
+            weights::imagenet_backbone(model.backbone, config.model.weights.as_deref(), ad)?;
     }
     model.backbone = model.backbone.with_batchnorm(config.training_batchnorm());
     model.backbone = match config.mode {
         Mode::Frozen => model.backbone.freeze(),
-        Mode::Finetune => model.backbone.train_from(config.train_from),
+        Mode::Finetune => model.backbone.train_from(config.model.train_from),
     };
     Ok(model)
 }

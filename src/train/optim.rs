@@ -4,13 +4,14 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
 
-use crate::config::{OptimizerKind, Schedule, TrainConfig};
+use crate::config::{OptimizationConfig, OptimizerKind, Schedule, TrainConfig};
 
 /// Adam's epsilon, as Keras sets it.
 const ADAM_EPSILON: f32 = 1e-7;
 
 /// A fresh optimizer of the configured kind.
 pub fn build(config: &TrainConfig) -> ModuleOptimizer {
+    let config = &config.optimization;
     let weight_decay =
         (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
     match config.optimizer {
@@ -33,8 +34,13 @@ pub fn build(config: &TrainConfig) -> ModuleOptimizer {
     }
 }
 
+/// The configured learning rate at optimizer step `step` (0-based) of `total`.
+pub fn learning_rate(config: &OptimizationConfig, step: u64, total: u64) -> f64 {
+    rate(config.schedule, config.lr, config.warmup_steps, step, total)
+}
+
 /// Learning rate at optimizer step `step` (0-based) of `total`, for a peak rate `peak`.
-pub fn learning_rate(schedule: Schedule, peak: f64, warmup: usize, step: u64, total: u64) -> f64 {
+fn rate(schedule: Schedule, peak: f64, warmup: usize, step: u64, total: u64) -> f64 {
     match schedule {
         Schedule::Constant => peak,
         Schedule::Cosine => {
@@ -52,9 +58,9 @@ pub fn learning_rate(schedule: Schedule, peak: f64, warmup: usize, step: u64, to
 /// from the step number, not remembered from the loop, so that an epoch resumed after its last
 /// step (no steps left to run) records the same rate.
 pub fn epoch_end_rate(config: &TrainConfig, epoch: usize, steps_per_epoch: usize) -> f64 {
-    let total = (config.epochs * steps_per_epoch) as u64;
+    let total = (config.schedule.epochs * steps_per_epoch) as u64;
     let last_step = (epoch * steps_per_epoch) as u64 - 1;
-    learning_rate(config.schedule, config.lr, config.warmup_steps, last_step, total)
+    learning_rate(&config.optimization, last_step, total)
 }
 
 #[cfg(test)]
@@ -63,13 +69,13 @@ mod tests {
 
     #[test]
     fn cosine_warms_up_then_decays_to_zero() {
-        let lr = |step| learning_rate(Schedule::Cosine, 1.0, 10, step, 110);
+        let lr = |step| rate(Schedule::Cosine, 1.0, 10, step, 110);
         assert!((lr(0) - 0.1).abs() < 1e-12);
         assert!((lr(9) - 1.0).abs() < 1e-12);
         assert!((lr(10) - 1.0).abs() < 1e-12);
         assert!((lr(60) - 0.5).abs() < 1e-12);
         assert!(lr(109) < 0.001);
-        assert_eq!(learning_rate(Schedule::Constant, 0.3, 10, 5, 110), 0.3);
+        assert_eq!(rate(Schedule::Constant, 0.3, 10, 5, 110), 0.3);
     }
 
     #[test]
@@ -82,15 +88,12 @@ mod tests {
             Default::default(),
         );
         let steps = 495;
-        for epoch in 1..=config.epochs {
-            let rate = epoch_end_rate(&config, epoch, steps);
+        for epoch in 1..=config.schedule.epochs {
+            let end_rate = epoch_end_rate(&config, epoch, steps);
             let step = (epoch * steps - 1) as u64;
-            let total = (config.epochs * steps) as u64;
-            assert_eq!(
-                rate,
-                learning_rate(config.schedule, config.lr, config.warmup_steps, step, total)
-            );
-            assert!(rate > 0.0, "epoch {epoch} ends at rate {rate}");
+            let total = (config.schedule.epochs * steps) as u64;
+            assert_eq!(end_rate, learning_rate(&config.optimization, step, total));
+            assert!(end_rate > 0.0, "epoch {epoch} ends at rate {end_rate}");
         }
     }
 }

@@ -27,7 +27,8 @@ pub fn epoch_record(
         val_seconds,
         train_images_per_second: sums.images as f64 / seconds,
         data_wait_fraction: sums.waited_seconds / seconds,
-        peak_rss_mib: crate::memory::peak_rss_bytes().map_or(0.0, |b| b as f64 / (1 << 20) as f64),
+        peak_rss_mib: crate::support::memory::peak_rss_bytes()
+            .map_or(0.0, |b| b as f64 / (1 << 20) as f64),
     }
 }
 

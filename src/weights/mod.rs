@@ -48,7 +48,7 @@ pub fn read_imagenet(path: Option<&Path>) -> Result<NamedTensors> {
                     cached.display()
                 );
             }
-            if let Err(error) = crate::checksum::verify_cached(&cached) {
+            if let Err(error) = crate::support::checksum::verify_cached(&cached) {
                 eprintln!("{error:#}; fetching the weights again");
                 fetch::fetch_resnet50(true)?;
             }

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail, ensure};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::atomic_file;
+use crate::support::atomic_file;
 
 /// One tensor: its shape and row-major float32 values.
 #[derive(Clone, Debug, PartialEq)]

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use anyhow::{Context, Result, bail, ensure};
 use sha2::{Digest, Sha256};
 
-use crate::atomic_file;
+use crate::support::atomic_file;
 
 /// Metadata key of a safetensors file's tensor-data checksum.
 pub const DATA_SHA256: &str = "data_sha256";

@@ -1,4 +1,4 @@
-//! Choosing the compute backend and device at run time.
+//! Where a command computes: the backend and device chosen at run time, and the CPU threads.
 
 use anyhow::{Result, bail};
 use burn::tensor::Device;
@@ -16,15 +16,7 @@ pub enum Backend {
     Cuda,
 }
 
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Flex => "flex",
-            Backend::Tch => "tch",
-            Backend::Cuda => "cuda",
-        }
-    }
-}
+crate::spelled_setting!(Backend);
 
 /// Where to run: `cpu`, or `cuda` / `cuda:N` for a GPU.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,25 +50,67 @@ impl std::fmt::Display for DeviceSpec {
     }
 }
 
-/// Where a command computes: backend, device and CPU threads.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Compute {
-    pub backend: Backend,
-    pub device: Option<DeviceSpec>,
-    /// CPU threads for the math and the data pipeline; `None` uses every core.
-    pub threads: Option<usize>,
+impl crate::support::settings::SettingText for DeviceSpec {
+    fn setting_text(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// The compute settings, shared by every command that computes (see
+/// [`crate::support::settings`] for the table's form).
+#[macro_export]
+macro_rules! compute_settings {
+    ($then:path) => {
+        $then! {
+            defaults(_nothing: ());
+            /// Where a command computes: backend, device and CPU threads.
+            compute: Compute / ComputeOverrides {
+                /// Compute backend (only those compiled in are available).
+                backend: $crate::compute::Backend = $crate::compute::Backend::Flex,
+                /// `cpu`, `cuda` or `cuda:N`.
+                device: $crate::compute::DeviceSpec [optional "cpu; cuda:0 for the cuda backend"] = None,
+                /// CPU threads for the math and the data pipeline.
+                threads: usize [optional "all cores"] = None,
+            }
+        }
+    };
+}
+
+compute_settings!(crate::settings_sections);
+
+impl Default for Compute {
+    fn default() -> Self {
+        Self::defaults(&())
+    }
+}
+
+impl ComputeOverrides {
+    /// The default compute settings with these replaced.
+    pub fn into_compute(self) -> Compute {
+        let mut compute = Compute::default();
+        self.apply(&mut compute);
+        compute
+    }
 }
 
 impl Compute {
     /// Sizes the thread pool (shared by burn-flex, our kernels and the data pipeline; the
     /// first call in a process decides) and returns the device.
     pub fn setup(&self) -> Result<Device> {
+        if let Some(threads) = self.threads
+            && !(1..=MAX_THREADS).contains(&threads)
+        {
+            bail!("--threads must be between 1 and {MAX_THREADS}, got {threads}");
+        }
         if let Some(threads) = self.threads {
             rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().ok();
         }
         select(self.backend, self.device.as_ref())
     }
 }
+
+/// The most CPU threads a command may ask for.
+pub const MAX_THREADS: usize = 4096;
 
 /// The burn device for a backend and device choice (default: the CPU, or GPU 0 for `cuda`); a
 /// clear error when the backend was not compiled in or cannot run on that device.
@@ -102,7 +136,7 @@ pub fn select(backend: Backend, spec: Option<&DeviceSpec>) -> Result<Device> {
         #[allow(unreachable_patterns)]
         (backend, _) => bail!(
             "this fruitlab was built without the `{0}` backend: rebuild with `cargo build --release --features {0}`",
-            backend.name()
+            crate::support::spelling(&backend)
         ),
     }
 }

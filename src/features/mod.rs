@@ -22,9 +22,9 @@ use crate::config::{Init, TrainConfig};
 use crate::data::{DecodedImages, LabeledImage};
 use crate::inference::{map_images, rows};
 use crate::model::resnet::FEATURE_DIM;
-use crate::model::{Head, ResNet50};
+use crate::model::{Head, Layout, ResNet50};
 use crate::preprocess::Normalization;
-use crate::progress::Progress;
+use crate::support::progress::Progress;
 use crate::weights::{self, NamedTensors, fetch};
 
 /// Images computed between two additions to the store.
@@ -223,23 +223,75 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Which images a row of features is of: the image as it is, or its mirror image (test-time
+/// augmentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureVariant {
+    Plain,
+    Mirrored,
+}
+
+/// The stored features of `images` (read from `files`) through a run's frozen backbone
+/// (`backbone`, an inference network, as `config` starts it): from the store where it has
+/// them, computed for the rest. Every feature-store lookup goes through here.
+pub fn lookup(
+    config: &TrainConfig,
+    variant: FeatureVariant,
+    backbone: &ResNet50,
+    images: &Arc<DecodedImages>,
+    files: &[LabeledImage],
+    device: &Device,
+    label: &str,
+) -> Result<Vec<f32>> {
+    let mut store = FeatureStore::open(&identity(config, variant)?)?;
+    store.features(backbone, images, files, config.images.normalization, device, label)
+}
+
+/// What a row of features depends on: the starting backbone, the preprocessing, the variant.
+#[derive(Serialize)]
+struct StoreIdentity {
+    version: u32,
+    backbone: BackboneIdentity,
+    image_size: usize,
+    normalization: Normalization,
+    variant: FeatureVariant,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "lowercase")]
+enum BackboneIdentity {
+    /// ImageNet weights: the file, as it is now.
+    Imagenet { layout: Layout, weights: String },
+    /// A random backbone is defined by its seed.
+    Random { layout: Layout, seed: u64 },
+}
+
 /// Identifies the starting backbone and the preprocessing, for the feature store.
-pub fn feature_identity(config: &TrainConfig) -> Result<String> {
+fn identity(config: &TrainConfig, variant: FeatureVariant) -> Result<String> {
+    let layout = config.model.layout;
     let backbone = match config.init {
         Init::Imagenet => {
-            let path = match &config.weights {
+            let path = match &config.model.weights {
                 Some(path) => path.clone(),
                 None => weights::fetch::cached_weights_path()?,
             };
-            format!("imagenet|{:?}|{}", config.layout, file_identity(&path))
+            BackboneIdentity::Imagenet { layout, weights: file_identity(&path) }
         }
-        Init::Random => format!("random|{:?}|seed {}", config.layout, config.seed),
+        Init::Random => BackboneIdentity::Random { layout, seed: config.optimization.seed },
     };
-    Ok(format!("v2|{backbone}|{}px|{:?}", config.image_size, config.normalization))
+    let identity = StoreIdentity {
+        version: 3,
+        backbone,
+        image_size: config.images.image_size,
+        normalization: config.images.normalization,
+        variant,
+    };
+    Ok(serde_json::to_string(&identity)?)
 }
 
 /// A description of a weights file that changes when the file does.
-pub fn file_identity(path: &Path) -> String {
+fn file_identity(path: &Path) -> String {
     let stamp = FileStamp::of(path);
     format!("{}|{}|{}", stamp.path.display(), stamp.len, stamp.modified_ns)
 }

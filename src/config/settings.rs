@@ -1,0 +1,148 @@
+//! Every training setting, declared once: its meaning (the flag's help), its name (the
+//! `config.json` key and the flag), its type, and its value in each recipe, as a function of
+//! the [`Case`] (which recipe, mode and initialisation). The sections of [`super::TrainConfig`]
+//! and their overrides are generated from this table, and so are `train`'s flags with their
+//! `[default: ...]` texts. To add a setting, add its line here and use it.
+//!
+//! [`Case`]: super::recipe::Case
+
+/// The training settings table (see [`crate::support::settings`] for its form); `$then` is the
+/// macro that generates code from it.
+#[macro_export]
+macro_rules! training_settings {
+    ($then:path) => {
+        $then! {
+            defaults(case: $crate::config::recipe::Case);
+
+            /// Which images train and validate, and how they become network inputs.
+            images: ImageConfig / ImageOverrides {
+                /// Validation images: `blocks:F` (a contiguous run of frames, fraction F, of
+                /// every recording), `recordings` (one whole recording per class), `tail:F`
+                /// (the last frames of each class) or `test` (the dataset's `Test/` folder).
+                val_split: $crate::data::ValSplit = $crate::data::ValSplit::Blocks(0.2),
+                /// Input size in pixels.
+                image_size: usize = 100,
+                /// Train on every Nth video frame of each class (neighbouring frames are
+                /// near-copies); validation keeps all its images.
+                frame_stride: usize = 1,
+                /// Input normalisation.
+                normalization: $crate::preprocess::Normalization = if case.notebook {
+                    $crate::preprocess::Normalization::Rescale
+                } else {
+                    $crate::preprocess::Normalization::Caffe
+                },
+                /// Training augmentation: `none`, `notebook` (shear 0.2, zoom 0.2, flip), or a
+                /// list like `flip,zoom=0.2,shear=0.2,rotation=10,shift=0.1,brightness=0.8:1.2`.
+                augment: $crate::data::Augment = if case.notebook || !case.frozen {
+                    $crate::data::Augment::notebook()
+                } else {
+                    $crate::data::Augment::default()
+                },
+                /// Frozen mode: run the backbone on augmented images every epoch instead of
+                /// caching its features once (slower; the only way to augment in frozen mode).
+                // The notebook ran the backbone on augmented images every epoch.
+                feature_cache: bool [switch "no-feature-cache"] = !case.notebook,
+                /// Leave out unreadable images (each is reported in train.log and config.json)
+                /// instead of refusing the dataset.
+                skip_bad_images: bool [switch] = false,
+            }
+
+            /// The network: its new top, its architecture and where its weights start.
+            model: ModelConfig / ModelOverrides {
+                /// The new top.
+                // A linear top with label smoothing generalises best to unseen views on stored
+                // features (BENCHMARKS.md: 99.85% against the notebook's top's 99.17%).
+                head: $crate::model::HeadKind = if case.converges() {
+                    $crate::model::HeadKind::Linear
+                } else {
+                    $crate::model::HeadKind::Mlp
+                },
+                /// Architecture variant (the ImageNet weights are Keras').
+                layout: $crate::model::Layout = $crate::model::Layout::Keras,
+                /// ImageNet weights file (TF.js model.json or converted .safetensors).
+                weights: ::std::path::PathBuf [optional "the fetched cache"] = None,
+                /// Batch norm while fine-tuning.
+                // A pretrained backbone needs only small corrections with statistics it
+                // already has; a random one must learn its batch-norm statistics.
+                batchnorm: $crate::model::BatchNormMode = if case.pretrained() {
+                    $crate::model::BatchNormMode::Frozen
+                } else {
+                    $crate::model::BatchNormMode::Train
+                },
+                /// Fine-tuning: the first part of the backbone that trains; earlier parts keep
+                /// their weights and no gradient is computed through them.
+                // The stem and stage 2 compute generic edges and textures that ImageNet taught
+                // well; keeping them fixed regularises and skips their backward pass. With
+                // label smoothing: 99.94% mean of three seeds against 99.39% (BENCHMARKS.md).
+                train_from: $crate::model::TrainFrom = if case.pretrained() && !case.frozen {
+                    $crate::model::TrainFrom::Stage3
+                } else {
+                    $crate::model::TrainFrom::Stem
+                },
+            }
+
+            /// The optimizer, its learning rates and the loss.
+            optimization: OptimizationConfig / OptimizationOverrides {
+                /// Images per optimizer step.
+                // A frozen backbone makes large batches of stored features cheap.
+                batch_size: usize = if case.converges() { 64 } else { 16 },
+                /// Optimizer.
+                optimizer: $crate::config::OptimizerKind = if case.notebook {
+                    $crate::config::OptimizerKind::Sgd
+                } else {
+                    $crate::config::OptimizerKind::Adam
+                },
+                /// Learning rate of the new top, the schedule's peak.
+                lr: f64 = if case.notebook { 1e-4 } else { 1e-3 },
+                /// Backbone learning rate as a fraction of --lr, when fine-tuning.
+                backbone_lr_scale: f64 = if case.pretrained() { 0.1 } else { 1.0 },
+                /// SGD momentum.
+                momentum: f64 = 0.9,
+                /// Weight decay (L2 for sgd/adam, decoupled for adamw).
+                weight_decay: f64 = 0.0,
+                /// Learning-rate schedule.
+                schedule: $crate::config::Schedule = if case.notebook || case.frozen {
+                    $crate::config::Schedule::Constant
+                } else {
+                    $crate::config::Schedule::Cosine
+                },
+                /// Warm-up steps of the cosine schedule.
+                warmup_steps: usize = if case.notebook { 0 } else { 50 },
+                /// Label smoothing of the cross-entropy.
+                // Near-copies of the training frames otherwise make the top overconfident.
+                label_smoothing: f64 = if case.notebook { 0.0 } else { 0.1 },
+                /// Seed of the initialisation, data order and augmentation.
+                seed: u64 = 42,
+            }
+
+            /// How long the run trains.
+            schedule: ScheduleConfig / ScheduleOverrides {
+                /// Epochs.
+                // On stored features an epoch costs seconds: the top trains until the honest
+                // validation stops improving (see --patience).
+                epochs: usize = if case.converges() { 10 } else { 2 },
+                /// Optimizer steps per epoch.
+                // Fine-tuning and the notebook train the notebook's epochs; a frozen backbone
+                // makes full passes cheap.
+                steps_per_epoch: usize [optional "a full pass"] = (case.notebook || !case.frozen)
+                    .then_some($crate::config::recipe::NOTEBOOK_STEPS),
+                /// Fine-tuning: epochs training only the new top on cached features first.
+                head_warmup_epochs: usize = 0,
+            }
+
+            /// When the run stops, and what it keeps then.
+            stopping: StoppingConfig / StoppingOverrides {
+                /// Stop as soon as the validation accuracy reaches this fraction, e.g. 0.99.
+                stop_at_accuracy: f64 [optional "off"] = None,
+                /// Early stopping: stop after this many epochs without improvement of
+                /// --patience-on.
+                patience: usize [optional "off"] = case.converges().then_some(3),
+                /// What early stopping watches.
+                patience_on: $crate::config::Monitor = $crate::config::Monitor::Loss,
+                /// Keep the resume checkpoint (about 300 MB when fine-tuning) once the run has
+                /// finished; by default it is removed then.
+                keep_resume: bool [switch] = false,
+            }
+        }
+    };
+}

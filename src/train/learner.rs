@@ -1,0 +1,228 @@
+//! The model being trained with its optimizers and loss, and the one optimizer step every
+//! loop takes (the epoch loop, the head warm-up, `lr-find`, `bench`): fine-tuning the whole
+//! network on images, or training the new top alone on backbone features.
+
+use anyhow::{Result, ensure};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::optim;
+use crate::config::TrainConfig;
+use crate::eval;
+use crate::inference::rows;
+use crate::model::Classifier;
+use crate::model::resnet::FEATURE_DIM;
+use crate::run::{OptimizerPart, ResumeState, TrainingRun};
+
+/// The inputs of one optimizer step.
+pub enum StepInput {
+    Images(Tensor<4>),
+    /// Pooled backbone features, `[batch, 2048]`.
+    Features(Tensor<2>),
+}
+
+/// What one step measured on its batch.
+pub struct StepResult {
+    /// The batch's mean loss.
+    pub loss: f64,
+    /// Correct predictions in the batch (before the update).
+    pub correct: usize,
+}
+
+/// The optimizers of a run: the new top's, and the backbone's when it trains.
+struct Optimizers {
+    head: ModuleOptimizer,
+    backbone: Option<ModuleOptimizer>,
+}
+
+/// A model in training.
+pub struct Learner {
+    pub model: Classifier,
+    optimizers: Optimizers,
+    loss: CrossEntropyLossConfig,
+    backbone_lr_scale: f64,
+    /// The inference device (for a frozen backbone's features).
+    device: Device,
+    /// The autodiff device the model trains on.
+    ad: Device,
+}
+
+impl Learner {
+    /// `model` (on the autodiff device of `device`) with fresh optimizers for `config`.
+    pub fn new(config: &TrainConfig, model: Classifier, device: &Device) -> Self {
+        let smoothing = config.optimization.label_smoothing;
+        Self {
+            model,
+            optimizers: Optimizers {
+                head: optim::build(config),
+                backbone: config.trains_backbone().then(|| optim::build(config)),
+            },
+            loss: CrossEntropyLossConfig::new()
+                .with_smoothing((smoothing > 0.0).then_some(smoothing as f32)),
+            backbone_lr_scale: config.optimization.backbone_lr_scale,
+            device: device.clone(),
+            ad: device.clone().autodiff(),
+        }
+    }
+
+    /// The autodiff device batches go to.
+    pub fn autodiff_device(&self) -> &Device {
+        &self.ad
+    }
+
+    /// One optimizer step at learning rate `lr` (the top's; the backbone's is scaled).
+    pub fn step(&mut self, input: StepInput, labels: &[usize], lr: f64) -> Result<StepResult> {
+        match input {
+            StepInput::Features(features) => self.head_step(features, labels, lr),
+            StepInput::Images(images) if self.optimizers.backbone.is_some() => {
+                let logits = self.model.forward(images);
+                let (loss, result) = self.loss_and_result(logits, labels)?;
+                let mut grads = loss.backward();
+                let backbone_grads = GradientsParams::from_module(&mut grads, &self.model.backbone);
+                let head_grads = GradientsParams::from_module(&mut grads, &self.model.head);
+                let Classifier { backbone, head } = self.model.clone();
+                let backbone_optim =
+                    self.optimizers.backbone.as_mut().expect("checked by the match guard");
+                let backbone =
+                    backbone_optim.step(lr * self.backbone_lr_scale, backbone, backbone_grads);
+                let head = self.optimizers.head.step(lr, head, head_grads);
+                self.model = Classifier { backbone, head };
+                Ok(result)
+            }
+            StepInput::Images(images) => {
+                // A frozen backbone without stored features: its inference features of these
+                // (augmented) images.
+                let backbone = self.model.backbone.inference();
+                let features = rows(backbone.features(images.to_device(&self.device)))?;
+                let features = Tensor::from_data(
+                    TensorData::new(features, [labels.len(), FEATURE_DIM]),
+                    &self.ad,
+                );
+                self.head_step(features, labels, lr)
+            }
+        }
+    }
+
+    /// One step of the new top alone on a batch of features.
+    fn head_step(&mut self, features: Tensor<2>, labels: &[usize], lr: f64) -> Result<StepResult> {
+        let logits = self.model.head.forward(features);
+        let (loss, result) = self.loss_and_result(logits, labels)?;
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model.head);
+        self.model.head = self.optimizers.head.step(lr, self.model.head.clone(), grads);
+        Ok(result)
+    }
+
+    /// Trains with `optimizer` for the new top during `phase` (the head warm-up has its own),
+    /// then puts the run's back, whatever the phase returned.
+    pub fn with_head_optimizer<T>(
+        &mut self,
+        optimizer: ModuleOptimizer,
+        phase: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        let main = std::mem::replace(&mut self.optimizers.head, optimizer);
+        let result = phase(self);
+        self.optimizers.head = main;
+        result
+    }
+
+    /// The batch's cross-entropy (to differentiate), with its value and correct count.
+    fn loss_and_result(
+        &self,
+        logits: Tensor<2>,
+        labels: &[usize],
+    ) -> Result<(Tensor<1>, StepResult)> {
+        let classes = logits.dims()[1];
+        let correct = count_correct(&logits, labels)?;
+        let loss = self.loss.init(&self.ad).forward(logits, targets(labels, &self.ad));
+        let value = check_loss(scalar(&loss)?, classes)?;
+        Ok((loss, StepResult { loss: value, correct }))
+    }
+
+    /// The learner with the model and optimizers of `state`'s resume checkpoint in `run`.
+    pub fn restored(mut self, run: &TrainingRun, state: &ResumeState) -> Result<Self> {
+        self.model = run.restore_model(self.model, state)?;
+        let load = |optim: ModuleOptimizer, part: OptimizerPart| -> Result<ModuleOptimizer> {
+            let path = run.optimizer_state(state, part)?;
+            optim.load(&path).map_err(|error| {
+                anyhow::anyhow!("cannot load optimizer state {}: {error}", path.display())
+            })
+        };
+        let Optimizers { head, backbone } = self.optimizers;
+        self.optimizers = Optimizers {
+            head: load(head, OptimizerPart::Head)?,
+            backbone: backbone.map(|optim| load(optim, OptimizerPart::Backbone)).transpose()?,
+        };
+        Ok(self)
+    }
+
+    /// Writes the resume checkpoint of `state` into `run`.
+    pub fn save_checkpoint(&self, run: &TrainingRun, state: &ResumeState) -> Result<()> {
+        let bytes = |optim: &ModuleOptimizer| -> Result<Vec<u8>> {
+            let bytes = optim.into_bytes().map_err(|error| {
+                anyhow::anyhow!("cannot serialise the optimizer state: {error}")
+            })?;
+            Ok(bytes.to_vec())
+        };
+        let mut parts = vec![(OptimizerPart::Head, bytes(&self.optimizers.head)?)];
+        if let Some(optim) = &self.optimizers.backbone {
+            parts.push((OptimizerPart::Backbone, bytes(optim)?));
+        }
+        run.save_checkpoint(&self.model, &parts, state)
+    }
+}
+
+fn targets(labels: &[usize], device: &Device) -> Tensor<1, Int> {
+    let values: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    Tensor::from_data(TensorData::new(values, [labels.len()]), device)
+}
+
+fn count_correct(logits: &Tensor<2>, labels: &[usize]) -> Result<usize> {
+    let values = rows(logits.clone().detach())?;
+    let classes = values.len() / labels.len();
+    Ok(values
+        .chunks_exact(classes)
+        .zip(labels)
+        .filter(|(row, label)| eval::is_correct(row, **label))
+        .count())
+}
+
+fn scalar(loss: &Tensor<1>) -> Result<f64> {
+    let values = loss
+        .clone()
+        .detach()
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|error| anyhow::anyhow!("cannot read the loss: {error:?}"))?;
+    Ok(values[0] as f64)
+}
+
+/// A cross-entropy this many times a uniform guess's (ln classes) means logits off by hundreds:
+/// the run has diverged even while its numbers are still finite (at `--lr 10` the loss reaches
+/// 1e34 before it overflows).
+const DIVERGED_LOSS_FACTOR: f64 = 100.0;
+
+/// `value`, or an error when the loss has diverged.
+fn check_loss(value: f64, classes: usize) -> Result<f64> {
+    let uniform_guess = (classes.max(2) as f64).ln();
+    ensure!(
+        value.is_finite() && value <= DIVERGED_LOSS_FACTOR * uniform_guess,
+        "the loss diverged (got {value}; a uniform guess scores {uniform_guess:.2}): lower --lr"
+    );
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_or_non_finite_loss_is_divergence() {
+        assert_eq!(check_loss(2.5, 10).unwrap(), 2.5);
+        assert_eq!(check_loss(150.0, 10).unwrap(), 150.0);
+        for diverged in [3.2e34, f64::INFINITY, f64::NAN] {
+            let error = check_loss(diverged, 10).unwrap_err().to_string();
+            assert!(error.contains("diverged"), "{error}");
+        }
+    }
+}
