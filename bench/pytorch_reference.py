@@ -91,6 +91,8 @@ def main():
     parser.add_argument("--batchnorm", choices=["train", "frozen", "fold"], default="frozen",
                         help="batch norm while training: batch statistics, frozen statistics, or folded into the convolutions")
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory format (often faster with oneDNN)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bf16 autocast (torch.autocast('cpu', dtype=torch.bfloat16)): oneDNN's AMX or AVX512-BF16 kernels")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -105,8 +107,11 @@ def main():
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
 
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
+
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast():
         infer = median_rate(b, args.warmup, args.runs, lambda: model(images))
 
     train = None
@@ -125,7 +130,8 @@ def main():
 
         def step():
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(images), labels)
+            with autocast():
+                loss = F.cross_entropy(model(images), labels)
             loss.backward()
             optimizer.step()
 
@@ -142,11 +148,12 @@ def main():
         "train_img_per_s": train,
         "train_batchnorm": args.batchnorm,
         "channels_last": args.channels_last,
+        "precision": "bf16" if args.bf16 else "fp32",
     }
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"PyTorch {torch.__version__}, {result['threads']} threads, batch {b}, {s}x{s} px")
+        print(f"PyTorch {torch.__version__}, {result['precision']}, {result['threads']} threads, batch {b}, {s}x{s} px")
         print(f"  inference      {infer:8.1f} img/s")
         if train is not None:
             print(f"  training step  {train:8.1f} img/s")

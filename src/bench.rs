@@ -35,6 +35,9 @@ pub struct BenchSettings {
 pub struct BenchResult {
     pub backend: String,
     pub device: String,
+    /// The convolutions' arithmetic that ran, and on which kernels.
+    pub precision: crate::compute::Precision,
+    pub kernels: String,
     pub threads: usize,
     pub batch_size: usize,
     pub image_size: usize,
@@ -140,9 +143,12 @@ pub fn bench_model(
             Ok(())
         })?)
     };
+    let arithmetic = crate::compute::arithmetic();
     Ok(BenchResult {
         backend: backend.to_string(),
         device: device_name.to_string(),
+        precision: arithmetic.precision(),
+        kernels: arithmetic.describe(),
         threads: rayon::current_num_threads(),
         batch_size: b,
         image_size: settings.image_size,

@@ -46,14 +46,7 @@ pub fn lr_find(config: &TrainConfig, sweep: &Sweep, out: &Path, device: &Device)
     let batch_size = config.optimization.batch_size;
     let samples = SampleStream::new(data.train.len(), config.optimization.seed)
         .slice(0, sweep.steps * batch_size);
-    let inputs = Inputs::of(
-        config,
-        &learner.model,
-        &data.train,
-        &data.train_files,
-        device,
-        "features train",
-    )?;
+    let inputs = Inputs::of(config, &learner.model, &data.train, device, "features train")?;
     let mut batches = inputs.batches(config, samples, learner.autodiff_device());
     let progress = Progress::steps("lr-find", sweep.steps as u64);
     let labels = data.train.labels.clone();

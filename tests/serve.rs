@@ -150,10 +150,93 @@ fn bad_requests_get_json_errors_and_the_server_stays_up() {
         let reply = String::from_utf8_lossy(&buffer[..n]);
         assert!(reply.starts_with(&format!("HTTP/1.1 {status}")), "{reply}");
     }
-    // Still serving.
+    // Query parameters out of their form: a JSON 400 naming the parameter.
+    for (query, words) in [
+        ("top_k=-1", "top_k"),
+        ("top_k=abc", "top_k"),
+        ("top_k=1.5", "top_k"),
+        ("top_k=0", "top_k"),
+        ("top_k=99999999999999999999999", "top_k"),
+        ("top_k=2&top_k=3", "twice"),
+        ("cam=maybe", "cam"),
+        ("colour=red", "unknown parameter"),
+    ] {
+        let (status, answer) = post(&format!("{url}?{query}"), "image/jpeg", &dog);
+        assert_eq!(status, 400, "{query}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(words), "{query}: {answer}");
+    }
+    // Methods a route does not answer, headers over the limit: JSON too.
+    for method in ["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "HEAD"] {
+        let (head, body) = raw(
+            address,
+            &format!("{method} /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
+        );
+        assert!(head.starts_with("HTTP/1.1 405"), "{method}: {head}");
+        assert!(head.to_lowercase().contains("allow: post"), "{method}: {head}");
+        if method != "HEAD" {
+            assert!(body.contains("\"error\"") && body.contains(method), "{method}: {body}");
+        }
+    }
+    let (head, body) = raw(
+        address,
+        &format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(100_000)),
+    );
+    assert!(head.starts_with("HTTP/1.1 431") && body.contains("\"error\""), "{head} {body}");
+    // Text fields of a form are not images: only the file counts.
+    let (content_type, mut form) = multipart(&[("dog.jpg", dog.clone())]);
+    let boundary = content_type.split("boundary=").nth(1).unwrap().to_string();
+    let text =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n");
+    form.splice(0..0, text.into_bytes());
+    let (status, answer) = post(&url, &content_type, &form);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["predictions"].as_array().unwrap().len(), 1, "{answer}");
+    // Still serving, and every error was counted.
     let (status, answer) = post(&url, "image/jpeg", &dog);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["predictions"][0]["top"][0]["index"], 249);
+    let metrics = agent()
+        .get(format!("{}/metrics", server.url))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    for status in ["405", "431", "400"] {
+        assert!(
+            metrics.contains(&format!("status=\"{status}\"")),
+            "{status} not counted:\n{metrics}"
+        );
+    }
+}
+
+/// Sends `request` as it is and returns the response's head and (what arrived of) its body.
+fn raw(address: &str, request: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = Vec::new();
+    let mut buffer = vec![0; 65536];
+    while let Ok(n) = stream.read(&mut buffer) {
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buffer[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head.lines().find_map(|l| {
+                l.to_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(|n| n.trim().parse::<usize>().unwrap_or(0))
+            });
+            if request.starts_with("HEAD") || length.is_some_and(|n| body.len() >= n) {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.to_string(), body.to_string())
 }
 
 #[test]

@@ -1,14 +1,17 @@
-//! Times every distinct ResNet-50 (Keras layout) convolution at batch 32 and 100x100 input,
-//! forward (with fused bias and ReLU), input gradient and weight gradient, so that kernel
-//! changes can be judged per layer and for a whole training step.
+//! Times every distinct ResNet-50 (Keras layout) convolution at batch 32, forward (with fused
+//! bias and ReLU), input gradient and weight gradient, so that kernel changes can be judged per
+//! layer and for a whole training step.
 //!
-//! Run: `cargo run --release --example resnet50_layers` (uses all cores; set
-//! `RAYON_NUM_THREADS` to change that).
+//! Run: `cargo run --release -p fruitlab-kernels --example resnet50_layers [ARITHMETIC] [SIZE]`
+//! with ARITHMETIC `f32` (default), `bf16` (the fastest bf16 kernel), `amx` or `avx512-bf16`,
+//! and SIZE the input's side in pixels (default 100). Uses all cores; set `RAYON_NUM_THREADS`
+//! to change that.
 
 use std::time::Instant;
 
+use fruitlab_kernels::bf16::{self, Bf16Kernel};
 use fruitlab_kernels::{
-    Activation, ConvShape, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
+    Activation, ConvShape, Gemm, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -48,31 +51,49 @@ fn layer(
     Layer { name, count, shape }
 }
 
-/// Keras ResNet-50 at 100x100: the stem gives 50x50, max pooling 25x25, and each later stage
-/// halves the size with a strided 1x1 convolution (25 -> 13 -> 7 -> 4).
-fn resnet50() -> Vec<Layer> {
+/// Keras ResNet-50 at `size` pixels: the stem and max pooling each halve the size (rounding
+/// up), and so does each later stage's strided 1x1 convolution (100: 50, 25, 13, 7, 4).
+fn resnet50(size: usize) -> Vec<Layer> {
+    let half = |n: usize| n.div_ceil(2);
+    let s2 = half(half(size));
+    let (s3, s4, s5) = (half(s2), half(half(s2)), half(half(half(s2))));
     vec![
-        layer("stem 7x7/2 3->64", 1, 100, (3, 64), 7, 2),
-        layer("s2 1x1 64->64", 1, 25, (64, 64), 1, 1),
-        layer("s2 3x3 64->64", 3, 25, (64, 64), 3, 1),
-        layer("s2 1x1 64->256 (+sc)", 4, 25, (64, 256), 1, 1),
-        layer("s2 1x1 256->64", 2, 25, (256, 64), 1, 1),
-        layer("s3 1x1/2 256->128", 1, 25, (256, 128), 1, 2),
-        layer("s3 sc 1x1/2 256->512", 1, 25, (256, 512), 1, 2),
-        layer("s3 3x3 128->128", 4, 13, (128, 128), 3, 1),
-        layer("s3 1x1 128->512", 4, 13, (128, 512), 1, 1),
-        layer("s3 1x1 512->128", 3, 13, (512, 128), 1, 1),
-        layer("s4 1x1/2 512->256", 1, 13, (512, 256), 1, 2),
-        layer("s4 sc 1x1/2 512->1024", 1, 13, (512, 1024), 1, 2),
-        layer("s4 3x3 256->256", 6, 7, (256, 256), 3, 1),
-        layer("s4 1x1 256->1024", 6, 7, (256, 1024), 1, 1),
-        layer("s4 1x1 1024->256", 5, 7, (1024, 256), 1, 1),
-        layer("s5 1x1/2 1024->512", 1, 7, (1024, 512), 1, 2),
-        layer("s5 sc 1x1/2 1024->2048", 1, 7, (1024, 2048), 1, 2),
-        layer("s5 3x3 512->512", 3, 4, (512, 512), 3, 1),
-        layer("s5 1x1 512->2048", 3, 4, (512, 2048), 1, 1),
-        layer("s5 1x1 2048->512", 2, 4, (2048, 512), 1, 1),
+        layer("stem 7x7/2 3->64", 1, size, (3, 64), 7, 2),
+        layer("s2 1x1 64->64", 1, s2, (64, 64), 1, 1),
+        layer("s2 3x3 64->64", 3, s2, (64, 64), 3, 1),
+        layer("s2 1x1 64->256 (+sc)", 4, s2, (64, 256), 1, 1),
+        layer("s2 1x1 256->64", 2, s2, (256, 64), 1, 1),
+        layer("s3 1x1/2 256->128", 1, s2, (256, 128), 1, 2),
+        layer("s3 sc 1x1/2 256->512", 1, s2, (256, 512), 1, 2),
+        layer("s3 3x3 128->128", 4, s3, (128, 128), 3, 1),
+        layer("s3 1x1 128->512", 4, s3, (128, 512), 1, 1),
+        layer("s3 1x1 512->128", 3, s3, (512, 128), 1, 1),
+        layer("s4 1x1/2 512->256", 1, s3, (512, 256), 1, 2),
+        layer("s4 sc 1x1/2 512->1024", 1, s3, (512, 1024), 1, 2),
+        layer("s4 3x3 256->256", 6, s4, (256, 256), 3, 1),
+        layer("s4 1x1 256->1024", 6, s4, (256, 1024), 1, 1),
+        layer("s4 1x1 1024->256", 5, s4, (1024, 256), 1, 1),
+        layer("s5 1x1/2 1024->512", 1, s4, (1024, 512), 1, 2),
+        layer("s5 sc 1x1/2 1024->2048", 1, s4, (1024, 2048), 1, 2),
+        layer("s5 3x3 512->512", 3, s5, (512, 512), 3, 1),
+        layer("s5 1x1 512->2048", 3, s5, (512, 2048), 1, 1),
+        layer("s5 1x1 2048->512", 2, s5, (2048, 512), 1, 1),
     ]
+}
+
+/// The arithmetic named on the command line.
+fn arithmetic(name: &str) -> Gemm {
+    let kernel = |kernel: Bf16Kernel| {
+        assert!(kernel.is_available(), "{} cannot run here: {:?}", kernel.name(), bf16::support());
+        Gemm::Bf16(kernel)
+    };
+    match name {
+        "f32" => Gemm::F32,
+        "bf16" => kernel(bf16::support().best.expect("this CPU has no bf16 kernel")),
+        "amx" => kernel(Bf16Kernel::Amx),
+        "avx512-bf16" => kernel(Bf16Kernel::Avx512),
+        other => panic!("`{other}`: use f32, bf16, amx or avx512-bf16"),
+    }
 }
 
 fn random(len: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
@@ -94,7 +115,7 @@ fn median_ms(mut f: impl FnMut()) -> f64 {
 }
 
 /// Median times of forward, input gradient and weight gradient.
-fn time_layer(s: &ConvShape, rng: &mut ChaCha8Rng) -> [f64; 3] {
+fn time_layer(gemm: Gemm, s: &ConvShape, rng: &mut ChaCha8Rng) -> [f64; 3] {
     let (x, w, b, g) = (
         random(s.input_len(), rng),
         random(s.weight_len(), rng),
@@ -104,9 +125,9 @@ fn time_layer(s: &ConvShape, rng: &mut ChaCha8Rng) -> [f64; 3] {
     let (mut y, mut dx, mut dw) =
         (vec![0.0; s.output_len()], vec![0.0; s.input_len()], vec![0.0; s.weight_len()]);
     [
-        median_ms(|| conv2d_forward(s, &x, &w, Some(&b), None, Activation::Relu, &mut y)),
-        median_ms(|| conv2d_backward_input(s, &g, &w, &mut dx)),
-        median_ms(|| conv2d_backward_weight(s, &x, &g, &mut dw)),
+        median_ms(|| conv2d_forward(gemm, s, &x, &w, Some(&b), None, Activation::Relu, &mut y)),
+        median_ms(|| conv2d_backward_input(gemm, s, &g, &w, &mut dx)),
+        median_ms(|| conv2d_backward_weight(gemm, s, &x, &g, &mut dw)),
     ]
 }
 
@@ -115,8 +136,12 @@ fn gflops(flops: f64, ms: f64) -> f64 {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let gemm = arithmetic(args.get(1).map_or("f32", String::as_str));
+    let size: usize = args.get(2).map_or(100, |s| s.parse().expect("SIZE is a number of pixels"));
     println!(
-        "ResNet-50 (Keras) convolutions, batch {BATCH}, 100x100 input, {} threads, median of {RUNS}",
+        "ResNet-50 (Keras) convolutions, batch {BATCH}, {size}x{size} input, {}, {} threads, median of {RUNS}",
+        gemm.name(),
         rayon::current_num_threads()
     );
     println!(
@@ -126,9 +151,9 @@ fn main() {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     // Network totals, each layer weighted by its count: (ms, flops) for forward and backward.
     let (mut fwd, mut bwd) = ((0.0, 0.0), (0.0, 0.0));
-    for Layer { name, count, shape } in resnet50() {
+    for Layer { name, count, shape } in resnet50(size) {
         let flops = shape.flops();
-        let [f, dx, dw] = time_layer(&shape, &mut rng);
+        let [f, dx, dw] = time_layer(gemm, &shape, &mut rng);
         println!(
             "{name:<24} {count:>3} {:>6.2} | {f:>8.2} {:>6.0} | {dx:>8.2} {:>6.0} | {dw:>8.2} {:>6.0}",
             flops / 1e9,

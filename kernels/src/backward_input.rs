@@ -5,8 +5,9 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::matmul::{Parallelism, View, ViewMut, matmul};
+use crate::matmul::{Gemm, Parallelism, Rhs, View, ViewMut, product};
 use crate::patches::scatter_add;
+use crate::scratch;
 use crate::shape::ConvShape;
 use crate::tiling::{TILE_PIXELS, Tiles};
 use crate::weights::to_ohwi;
@@ -15,14 +16,15 @@ use crate::weights::to_ohwi;
 const ZERO_CHUNK: usize = 1 << 16;
 
 /// `dx = conv2d_forward`'s gradient with respect to `x`, given `g`, the gradient at the
-/// convolution's output (after [`crate::activation_backward`]).
+/// convolution's output (after [`crate::activation_backward`]), the GEMMs in the arithmetic
+/// `gemm`.
 ///
 /// `g` is NHWC `[batch, out_h, out_w, out_c]`, `w` is `[out_c, in_c, kernel_h, kernel_w]`, and
 /// `dx` is NHWC `[batch, in_h, in_w, in_c]` (overwritten). Runs on the current rayon pool.
 ///
 /// # Panics
 /// If the shape is invalid or a slice length does not match it.
-pub fn conv2d_backward_input(s: &ConvShape, g: &[f32], w: &[f32], dx: &mut [f32]) {
+pub fn conv2d_backward_input(gemm: Gemm, s: &ConvShape, g: &[f32], w: &[f32], dx: &mut [f32]) {
     s.assert_lens(&[
         ("g", g.len(), s.output_len()),
         ("w", w.len(), s.weight_len()),
@@ -32,12 +34,12 @@ pub fn conv2d_backward_input(s: &ConvShape, g: &[f32], w: &[f32], dx: &mut [f32]
         // dX[pixels, in_c] = G[pixels, out_c] * W[out_c, in_c]: one GEMM, no scatter.
         let pixels = s.out_pixels();
         let g = View::row_major(g, pixels, s.out_c);
-        let w = View::row_major(w, s.out_c, s.in_c);
-        matmul(ViewMut::row_major(dx, pixels, s.in_c), false, g, w, Parallelism::Rayon(0));
+        let w = Rhs::new(gemm, View::row_major(w, s.out_c, s.in_c));
+        product(ViewMut::row_major(dx, pixels, s.in_c), false, g, &w, Parallelism::Rayon(0));
         return;
     }
     let w = to_ohwi(s, w);
-    let w = View::row_major(&w, s.out_c, s.patch_len());
+    let w = Rhs::new(gemm, View::row_major(&w, s.out_c, s.patch_len()));
 
     // When the kernel is taller than the stride, the footprints of neighbouring tiles overlap:
     // run even tiles, then odd ones. Tiles of at least kernel_h / stride_h rows keep tiles
@@ -49,26 +51,27 @@ pub fn conv2d_backward_input(s: &ConvShape, g: &[f32], w: &[f32], dx: &mut [f32]
     let dcol_len = tiles.max_pixels() * s.patch_len();
 
     dx.par_chunks_mut(ZERO_CHUNK).for_each(|c| c.fill(0.0));
-    let tile = |t: usize, dcol: &mut Vec<f32>, dx: &mut [f32], dx_start, parallelism| {
+    let tile = |t: usize, dcol: &mut [f32], dx: &mut [f32], dx_start, parallelism| {
         let pixels = tiles.pixels(t);
         let dcol = &mut dcol[..pixels.len() * s.patch_len()];
         let g = View::row_major(&g[pixels.start * s.out_c..], pixels.len(), s.out_c);
-        matmul(ViewMut::row_major(dcol, pixels.len(), s.patch_len()), false, g, w, parallelism);
+        let out = ViewMut::row_major(dcol, pixels.len(), s.patch_len());
+        product(out, false, g, &w, parallelism);
         scatter_add(s, dcol, tiles.rows(t), dx, dx_start);
     };
     for phase in 0..phases {
         let jobs = split_footprints(s, &tiles, (phase..tiles.count()).step_by(phases), dx);
         if jobs.len() < threads {
             // Too few tiles to go round: one tile at a time, each GEMM on every thread.
-            let mut dcol = vec![0.0; dcol_len];
-            for (t, dx, dx_start) in jobs {
-                tile(t, &mut dcol, dx, dx_start, Parallelism::Rayon(0));
-            }
+            scratch::with_f32(dcol_len, |dcol| {
+                for (t, dx, dx_start) in jobs {
+                    tile(t, dcol, dx, dx_start, Parallelism::Rayon(0));
+                }
+            });
         } else {
-            jobs.into_par_iter().for_each_init(
-                || vec![0.0; dcol_len],
-                |dcol, (t, dx, dx_start)| tile(t, dcol, dx, dx_start, Parallelism::None),
-            );
+            jobs.into_par_iter().for_each(|(t, dx, dx_start)| {
+                scratch::with_f32(dcol_len, |dcol| tile(t, dcol, dx, dx_start, Parallelism::None))
+            });
         }
     }
 }

@@ -4,21 +4,23 @@
 
 use rayon::prelude::*;
 
-use crate::matmul::{Parallelism, View, ViewMut, matmul};
+use crate::matmul::{Gemm, Parallelism, Rhs, View, ViewMut, product};
 use crate::patches::patch_matrix;
+use crate::scratch;
 use crate::shape::ConvShape;
 use crate::tiling::{TILE_PIXELS, Tiles};
 use crate::weights::sum_into_oihw;
 
 /// `dw = conv2d_forward`'s gradient with respect to `w`, given the forward input `x` and `g`,
-/// the gradient at the convolution's output (after [`crate::activation_backward`]).
+/// the gradient at the convolution's output (after [`crate::activation_backward`]), the GEMMs
+/// in the arithmetic `gemm`.
 ///
 /// `x` is NHWC `[batch, in_h, in_w, in_c]`, `g` is NHWC `[batch, out_h, out_w, out_c]`, and
 /// `dw` is `[out_c, in_c, kernel_h, kernel_w]` (overwritten). Runs on the current rayon pool.
 ///
 /// # Panics
 /// If the shape is invalid or a slice length does not match it.
-pub fn conv2d_backward_weight(s: &ConvShape, x: &[f32], g: &[f32], dw: &mut [f32]) {
+pub fn conv2d_backward_weight(gemm: Gemm, s: &ConvShape, x: &[f32], g: &[f32], dw: &mut [f32]) {
     s.assert_lens(&[
         ("x", x.len(), s.input_len()),
         ("g", g.len(), s.output_len()),
@@ -37,17 +39,18 @@ pub fn conv2d_backward_weight(s: &ConvShape, x: &[f32], g: &[f32], dw: &mut [f32
             .into_par_iter()
             .map(|part| {
                 let share = part * tiles.count() / threads..(part + 1) * tiles.count() / threads;
-                accumulate(s, x, g, &tiles, share, Parallelism::None)
+                accumulate(gemm, s, x, g, &tiles, share, Parallelism::None)
             })
             .collect()
     } else {
-        vec![accumulate(s, x, g, &tiles, 0..tiles.count(), Parallelism::Rayon(0))]
+        vec![accumulate(gemm, s, x, g, &tiles, 0..tiles.count(), Parallelism::Rayon(0))]
     };
     sum_into_oihw(s, &partials, dw);
 }
 
 /// Sums `G_tile^T * patches_tile` over the tiles `share`, into a fresh `[out_c, kh, kw, in_c]`.
 fn accumulate(
+    gemm: Gemm,
     s: &ConvShape,
     x: &[f32],
     g: &[f32],
@@ -57,14 +60,15 @@ fn accumulate(
 ) -> Vec<f32> {
     let mut acc = vec![0.0; s.out_c * s.patch_len()];
     let col_len = if s.is_pointwise() { 0 } else { tiles.max_pixels() * s.patch_len() };
-    let mut col = vec![0.0; col_len];
     let parallel = matches!(parallelism, Parallelism::Rayon(_));
-    for t in share {
-        let pixels = tiles.pixels(t);
-        let patches = patch_matrix(s, x, tiles.rows(t), &mut col, parallel);
-        let g_t = View::row_major(&g[pixels.start * s.out_c..], pixels.len(), s.out_c).t();
-        let dst = ViewMut::row_major(&mut acc, s.out_c, s.patch_len());
-        matmul(dst, true, g_t, patches, parallelism);
-    }
+    scratch::with_f32(col_len, |col| {
+        for t in share {
+            let pixels = tiles.pixels(t);
+            let patches = patch_matrix(s, x, tiles.rows(t), col, parallel);
+            let g_t = View::row_major(&g[pixels.start * s.out_c..], pixels.len(), s.out_c).t();
+            let dst = ViewMut::row_major(&mut acc, s.out_c, s.patch_len());
+            product(dst, true, g_t, &Rhs::new(gemm, patches), parallelism);
+        }
+    });
     acc
 }

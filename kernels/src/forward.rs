@@ -4,11 +4,12 @@
 use rayon::prelude::*;
 
 use crate::activation::Activation;
-use crate::matmul::{Parallelism, View, ViewMut, matmul};
+use crate::matmul::{Gemm, Parallelism, Rhs, View, ViewMut, product};
 use crate::patches::patch_matrix;
+use crate::scratch;
 use crate::shape::{ConvShape, assert_lens};
 use crate::tiling::{TILE_PIXELS, Tiles};
-use crate::weights::to_hwio;
+use crate::weights::{to_hwio, to_ohwi};
 
 /// What is added to and applied on the convolution's result.
 struct Epilogue<'a> {
@@ -39,7 +40,7 @@ impl Epilogue<'_> {
     }
 }
 
-/// `y = act(conv(x, w) + bias + residual)`.
+/// `y = act(conv(x, w) + bias + residual)`, the GEMMs in the arithmetic `gemm`.
 ///
 /// `x` is NHWC `[batch, in_h, in_w, in_c]`, `w` is `[out_c, in_c, kernel_h, kernel_w]`, `bias`
 /// has `out_c` values, and `residual` and `y` are NHWC `[batch, out_h, out_w, out_c]`.
@@ -47,7 +48,9 @@ impl Epilogue<'_> {
 ///
 /// # Panics
 /// If the shape is invalid or a slice length does not match it.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward(
+    gemm: Gemm,
     s: &ConvShape,
     x: &[f32],
     w: &[f32],
@@ -68,30 +71,44 @@ pub fn conv2d_forward(
         assert_lens(&[("residual", r.len(), s.output_len())]);
     }
     let epilogue = Epilogue { bias, residual, act, out_c: s.out_c };
-    let w = to_hwio(s, w);
-    let w = View::row_major(&w, s.patch_len(), s.out_c);
+    // f32: the `[patch, out_c]` weights gemm packs fastest; bf16: packed straight from the
+    // `[out_c, patch]` order (the stored one for 1x1 kernels, no copy).
+    let hwio;
+    let ohwi;
+    let w = match gemm {
+        Gemm::F32 => {
+            hwio = to_hwio(s, w);
+            Rhs::new(gemm, View::row_major(&hwio, s.patch_len(), s.out_c))
+        }
+        Gemm::Bf16(_) => {
+            ohwi = to_ohwi(s, w);
+            Rhs::new(gemm, View::row_major(&ohwi, s.out_c, s.patch_len()).t())
+        }
+    };
 
     let threads = rayon::current_num_threads();
     let tiles = Tiles::plan(s, TILE_PIXELS, threads, 1);
     let tile_len = tiles.max_pixels() * s.out_c;
     let col_len = if s.is_pointwise() { 0 } else { tiles.max_pixels() * s.patch_len() };
-    let tile = |t: usize, col: &mut Vec<f32>, y: &mut [f32], parallelism| {
+    let tile = |t: usize, col: &mut [f32], y: &mut [f32], parallelism| {
         let pixels = tiles.pixels(t);
         let parallel = matches!(parallelism, Parallelism::Rayon(_));
         let patches = patch_matrix(s, x, tiles.rows(t), col, parallel);
         let accumulate = epilogue.prefill(pixels.start, y);
-        matmul(ViewMut::row_major(y, pixels.len(), s.out_c), accumulate, patches, w, parallelism);
+        let out = ViewMut::row_major(y, pixels.len(), s.out_c);
+        product(out, accumulate, patches, &w, parallelism);
         epilogue.act.apply(y);
     };
     if tiles.count() < threads {
         // Too few tiles to go round: one tile at a time, each GEMM on every thread.
-        let mut col = vec![0.0; col_len];
-        for (t, y) in y.chunks_mut(tile_len).enumerate() {
-            tile(t, &mut col, y, Parallelism::Rayon(0));
-        }
+        scratch::with_f32(col_len, |col| {
+            for (t, y) in y.chunks_mut(tile_len).enumerate() {
+                tile(t, col, y, Parallelism::Rayon(0));
+            }
+        });
     } else {
-        y.par_chunks_mut(tile_len)
-            .enumerate()
-            .for_each_init(|| vec![0.0; col_len], |col, (t, y)| tile(t, col, y, Parallelism::None));
+        y.par_chunks_mut(tile_len).enumerate().for_each(|(t, y)| {
+            scratch::with_f32(col_len, |col| tile(t, col, y, Parallelism::None))
+        });
     }
 }

@@ -66,8 +66,9 @@ pub fn execute(args: BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "ResNet-50, {} backend, {} threads, batch {}, {}x{} px (median of {} runs)",
+        "ResNet-50, {} backend, {}, {} threads, batch {}, {}x{} px (median of {} runs)",
         result.backend,
+        result.kernels,
         result.threads,
         result.batch_size,
         result.image_size,

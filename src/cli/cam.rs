@@ -34,6 +34,7 @@ pub struct CamArgs {
 
 pub fn execute(args: CamArgs) -> Result<ExitCode> {
     let device = args.compute.compute().setup()?;
+    RunDir::refuse_inside_run(&args.out, "--out")?;
     let run = RunDir::open(&args.run)?;
     let predictor = Predictor::from_run(&run, super::checkpoint(args.last), &device)?;
     std::fs::create_dir_all(&args.out)

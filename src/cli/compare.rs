@@ -32,6 +32,7 @@ pub struct CompareArgs {
 
 pub fn execute(args: CompareArgs) -> Result<ExitCode> {
     interrupt::install();
+    RunDir::refuse_inside_run(&args.out, "--out")?;
     let device = args.flags.settings.compute.clone().into_compute().setup()?;
     let runs = match &args.data {
         Some(data) => {
@@ -53,10 +54,17 @@ pub fn execute(args: CompareArgs) -> Result<ExitCode> {
         None => args.runs.iter().map(|dir| RunDir::resume(dir)).collect::<Result<Vec<_>>>()?,
     };
     let mut dirs = Vec::new();
-    for (run, start) in runs {
+    for (mut run, start) in runs {
         let dir = run.dir().path().to_path_buf();
         eprintln!("== {} ==", dir.display());
-        if train::train(run, start, &device)?.interrupted {
+        let outcome = match train::train(&mut run, start, &device) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                run.remove_if_untrained();
+                return Err(error);
+            }
+        };
+        if outcome.interrupted {
             eprintln!("stopped; run the same command again to continue");
             return Ok(ExitCode::from(EXIT_INTERRUPTED));
         }

@@ -46,6 +46,16 @@ pub struct EvaluateArgs {
 pub fn execute(args: EvaluateArgs) -> Result<ExitCode> {
     let device = args.compute.compute().setup()?;
     let run = RunDir::open(&args.run)?;
+    // Writing into the run folder: only while no training process writes it.
+    let _lock = match &args.out {
+        Some(out) => {
+            RunDir::refuse_inside_run(out, "--out")?;
+            None
+        }
+        None => Some(run.lock_to_write(
+            "wait until it has finished, or pass --out DIR to write the evaluation elsewhere",
+        )?),
+    };
     let request = EvaluationRequest {
         data: args.data.as_deref(),
         checkpoint: super::checkpoint(args.last),
@@ -68,8 +78,12 @@ pub fn execute(args: EvaluateArgs) -> Result<ExitCode> {
 
 fn print_summary(evaluation: &Evaluation, out: &Path) {
     let m = &evaluation.metrics;
+    let seen = evaluation
+        .overlap
+        .filter(|o| !o.is_empty())
+        .map_or("", |_| " (NOT unseen images: see below)");
     println!(
-        "{} images: accuracy {:.2}%, top-5 {:.2}%, loss {:.4}",
+        "{} images: accuracy {:.2}%{seen}, top-5 {:.2}%, loss {:.4}",
         m.images,
         100.0 * m.accuracy,
         100.0 * m.top5_accuracy,
@@ -92,6 +106,12 @@ fn print_summary(evaluation: &Evaluation, out: &Path) {
         for pair in evaluation.most_confused.iter().take(5) {
             println!("  {} -> {}: {}", pair.true_class, pair.predicted_class, pair.count);
         }
+    }
+    if let Some(overlap) = evaluation.overlap.filter(|o| !o.is_empty()) {
+        println!(
+            "warning: {} of these {} images are training images of the run and {} are its validation images (the same files, by content): this accuracy is not one on unseen images",
+            overlap.training, m.images, overlap.validation
+        );
     }
     println!("details in {}", out.display());
 }

@@ -31,6 +31,13 @@ pub enum Format {
 }
 
 pub fn execute(args: ExportArgs) -> Result<ExitCode> {
+    crate::run::RunDir::refuse_inside_run(&args.out, "--out")?;
+    if args.out.exists() && !export::is_our_export(&args.out) {
+        anyhow::bail!(
+            "--out {} exists and is not a model fruitlab exported: choose another file (nothing was written)",
+            args.out.display()
+        );
+    }
     let device = args.compute.compute().setup()?;
     let mut provenance = BTreeMap::new();
     let run = args.model.run_dir()?;

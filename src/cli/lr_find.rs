@@ -39,6 +39,7 @@ pub fn execute(args: LrFindArgs) -> Result<ExitCode> {
         args.start_lr,
         args.end_lr
     );
+    crate::run::RunDir::refuse_inside_run(&args.out, "--out")?;
     let config = args.flags.config(args.data.clone());
     config.validate()?;
     let device = config.compute.setup()?;

@@ -73,12 +73,18 @@ pub fn execute(args: PredictArgs) -> Result<ExitCode> {
 
 fn stream_lines(predictor: &Predictor, args: &PredictArgs) -> Result<ExitCode> {
     interrupt::install();
-    let skip = match &args.skip_done {
-        Some(path) => stream::done_images(path)?,
+    let done = match &args.skip_done {
+        Some(path) => stream::done_images(path, &predictor.identity)?,
         None => Default::default(),
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    // Appending to the file whose last line a kill cut short: new lines start on a line of
+    // their own (the cut line is ignored by the next --skip-done).
+    if done.ends_mid_line && args.skip_done.as_deref().is_some_and(is_stdout) {
+        out.write_all(b"\n")?;
+    }
+    let skip = done.images;
     let summary = stream::predict_stream(
         predictor,
         &args.images,
@@ -101,6 +107,17 @@ fn stream_lines(predictor: &Predictor, args: &PredictArgs) -> Result<ExitCode> {
         bail!("{} image(s) could not be classified: their lines hold the error", summary.failed);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether standard output is the file `path` (as in `--skip-done OUT >> OUT`).
+fn is_stdout(path: &std::path::Path) -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(stdout) = std::io::stdout().as_fd().try_clone_to_owned() else { return false };
+    match (std::fs::File::from(stdout).metadata(), std::fs::metadata(path)) {
+        (Ok(out), Ok(file)) => out.dev() == file.dev() && out.ino() == file.ino(),
+        _ => false,
+    }
 }
 
 fn print_predictions(predictions: &[Prediction], json: bool) -> Result<()> {

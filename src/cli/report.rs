@@ -23,6 +23,7 @@ pub struct ReportArgs {
 }
 
 pub fn execute(args: ReportArgs) -> Result<ExitCode> {
+    crate::run::RunDir::refuse_inside_run(&args.out, "--out")?;
     let device = args.compute.compute().setup()?;
     let summary = build::build(&args.runs, &args.out, &device)?;
     print_summary(&summary, &args.out);

@@ -70,7 +70,14 @@ pub fn execute(args: TrainArgs) -> Result<ExitCode> {
         _ => bail!("give --data and --out (or --config and --out, or --resume)"),
     };
     let dir = run.dir().clone();
-    let outcome = train::train(run, start, &device)?;
+    let mut run = run;
+    let outcome = match train::train(&mut run, start, &device) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            run.remove_if_untrained();
+            return Err(error);
+        }
+    };
     if outcome.interrupted {
         eprintln!("stopped; continue with: fruitlab train --resume {}", dir.path().display());
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
@@ -98,6 +105,16 @@ fn ready(config: &TrainConfig) -> Result<Device> {
 /// set up (a refused configuration leaves no folder behind).
 fn new_run(config: TrainConfig, out: &Path) -> Result<(TrainingRun, Start, Device)> {
     let device = ready(&config)?;
+    if crate::support::is_within(out, &config.data) {
+        bail!(
+            "--out {} is inside the dataset {}: its folder would be read as a class; choose an --out outside the dataset",
+            out.display(),
+            config.data.display()
+        );
+    }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        RunDir::refuse_inside_run(parent, "--out")?;
+    }
     let (run, start) = RunDir::start(out, config)?;
     Ok((run, start, device))
 }

@@ -5,7 +5,7 @@
 use clap::ValueEnum;
 use clap::builder::PossibleValue;
 
-use crate::compute::Backend;
+use crate::compute::{Backend, Precision};
 use crate::config::{Init, Mode, Monitor, OptimizerKind, Recipe, Schedule};
 use crate::model::{BatchNormMode, HeadKind, Layout, TrainFrom};
 use crate::preprocess::Normalization;
@@ -80,4 +80,9 @@ cli_values!(Backend {
     Flex: "pure-Rust CPU backend",
     Tch: "LibTorch (build with --features tch)",
     Cuda: "CubeCL CUDA (build with --features cuda)",
+});
+cli_values!(Precision {
+    Fp32: "f32 arithmetic",
+    Bf16: "bf16 inputs, f32 sums: AMX or AVX512-BF16 (an error where the CPU has neither)",
+    Auto: "bf16 where the CPU has AMX, fp32 elsewhere",
 });

@@ -34,7 +34,7 @@ pub fn execute(command: WeightsCommand) -> Result<ExitCode> {
         WeightsCommand::Fetch { model: Pretrained::Resnet50, force } => {
             let cached = fetch::cached_weights_path()?;
             if cached.exists() && !force {
-                match crate::support::checksum::verify_cached(&cached) {
+                match fetch::verify_cached_weights(&cached) {
                     Ok(()) => {
                         println!(
                             "ResNet-50 ImageNet weights already cached (checksum verified) at {}",

@@ -1,7 +1,13 @@
-//! Where a command computes: the backend and device chosen at run time, and the CPU threads.
+//! Where a command computes: the backend and device chosen at run time, the CPU threads, and
+//! the arithmetic of the convolutions (fp32, or bf16 on AMX or AVX512-BF16), chosen once per
+//! process by [`Compute::setup`].
+
+use std::sync::OnceLock;
 
 use anyhow::{Result, bail};
 use burn::tensor::Device;
+use fruitlab_kernels::Gemm;
+use fruitlab_kernels::bf16::{self, Bf16Kernel};
 use serde::{Deserialize, Serialize};
 
 /// The burn backends fruitlab can be built with.
@@ -16,7 +22,20 @@ pub enum Backend {
     Cuda,
 }
 
-crate::spelled_setting!(Backend);
+/// The arithmetic of every convolution's GEMM (`--precision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 inputs and accumulation.
+    Fp32,
+    /// The inputs of every convolution's GEMM in bf16, accumulation in f32; weights, optimizer
+    /// state, batch norm, the loss and the metrics stay f32.
+    Bf16,
+    /// bf16 where the CPU has a bf16 path measured to be fast (AMX), fp32 elsewhere.
+    Auto,
+}
+
+crate::spelled_setting!(Backend, Precision);
 
 /// Where to run: `cpu`, or `cuda` / `cuda:N` for a GPU.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +90,9 @@ macro_rules! compute_settings {
                 device: $crate::compute::DeviceSpec [optional "cpu; cuda:0 for the cuda backend"] = None,
                 /// CPU threads for the math and the data pipeline.
                 threads: usize [optional "all cores"] = None,
+                /// Arithmetic of the convolutions: fp32; bf16 (their inputs in bf16, sums in
+                /// f32, on AMX or AVX512-BF16); or auto (bf16 where the CPU has AMX).
+                precision: $crate::compute::Precision = $crate::compute::Precision::Fp32,
             }
         }
     };
@@ -102,11 +124,86 @@ impl Compute {
         {
             bail!("--threads must be between 1 and {MAX_THREADS}, got {threads}");
         }
+        let arithmetic = self.arithmetic()?;
         if let Some(threads) = self.threads {
             rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().ok();
         }
-        select(self.backend, self.device.as_ref())
+        let device = select(self.backend, self.device.as_ref())?;
+        // The first setup of a process decides (as for the thread pool).
+        ARITHMETIC.get_or_init(|| arithmetic);
+        Ok(device)
     }
+
+    /// What `precision` means on this machine and backend.
+    fn arithmetic(&self) -> Result<Arithmetic> {
+        let support = bf16::support();
+        let note = support.amx_unavailable.clone().filter(|_| support.amx_reported);
+        let bf16 = |kernel: Bf16Kernel| Arithmetic { gemm: Gemm::Bf16(kernel), note: note.clone() };
+        let fp32 = Arithmetic { gemm: Gemm::F32, note: None };
+        if self.backend != Backend::Flex {
+            if self.precision == Precision::Bf16 {
+                bail!(
+                    "--precision bf16 runs on the flex backend only (our kernels); use --precision fp32 with --backend {}",
+                    crate::support::spelling(&self.backend)
+                );
+            }
+            return Ok(fp32);
+        }
+        Ok(match self.precision {
+            Precision::Fp32 => fp32,
+            Precision::Bf16 => match support.best {
+                Some(kernel) => bf16(kernel),
+                None => bail!(
+                    "--precision bf16: this CPU has no bf16 instructions (neither AMX nor AVX512-BF16); use --precision fp32"
+                ),
+            },
+            // AVX512-BF16 has been measured for correctness only (on a Xeon, where it is
+            // slower than fp32), not for speed on the AMD CPUs it is meant for: auto leaves it
+            // to an explicit --precision bf16 until it has.
+            Precision::Auto => match support.best {
+                Some(Bf16Kernel::Amx) => bf16(Bf16Kernel::Amx),
+                _ => fp32,
+            },
+        })
+    }
+}
+
+/// The arithmetic this process's convolutions use, and why not a faster one when the CPU
+/// reports one the process cannot use.
+#[derive(Clone, Debug)]
+pub struct Arithmetic {
+    pub gemm: Gemm,
+    /// E.g. why AMX cannot run.
+    pub note: Option<String>,
+}
+
+impl Arithmetic {
+    /// `bf16` or `fp32`: what the results depend on.
+    pub fn precision(&self) -> Precision {
+        match self.gemm {
+            Gemm::F32 => Precision::Fp32,
+            Gemm::Bf16(_) => Precision::Bf16,
+        }
+    }
+
+    /// In words: "bf16 on AMX", "fp32 AVX-512", with the note.
+    pub fn describe(&self) -> String {
+        let what = match self.gemm {
+            Gemm::F32 => self.gemm.name().to_string(),
+            Gemm::Bf16(kernel) => format!("bf16 on {}", kernel.name()),
+        };
+        match &self.note {
+            Some(note) => format!("{what} ({note})"),
+            None => what,
+        }
+    }
+}
+
+static ARITHMETIC: OnceLock<Arithmetic> = OnceLock::new();
+
+/// The arithmetic set up for this process (fp32 before any setup).
+pub fn arithmetic() -> Arithmetic {
+    ARITHMETIC.get().cloned().unwrap_or(Arithmetic { gemm: Gemm::F32, note: None })
 }
 
 /// The most CPU threads a command may ask for.

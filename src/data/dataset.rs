@@ -27,8 +27,12 @@ pub struct ImageFolder {
     pub ignored: Vec<PathBuf>,
     /// Class folders without a single image.
     pub empty_classes: Vec<PathBuf>,
-    /// Images inside sub-folders of class folders: not used (a class is one folder).
+    /// Images inside sub-folders of class folders: not used (a class is one folder). Each
+    /// file once, however many symbolic links lead to it.
     pub nested: Vec<PathBuf>,
+    /// Image files whose names are not UTF-8 (shown lossily): they cannot be recorded, so they
+    /// are unreadable images.
+    pub bad_names: Vec<PathBuf>,
 }
 
 impl ImageFolder {
@@ -54,15 +58,20 @@ impl ImageFolder {
         let mut images = Vec::new();
         let mut ignored = Vec::new();
         let mut empty = Vec::new();
-        let mut nested = Vec::new();
+        let mut nested = Below::default();
+        let mut bad_names = Vec::new();
         for (label, class) in classes.iter().enumerate() {
             let folder = root.join(class);
             let listing = list_images(&folder)?;
-            let (mut files, others) = (listing.images, listing.others);
-            ignored.extend(others);
+            let (files, others) = (listing.images, listing.others);
+            ignored.extend(others.iter().map(|p| lossy(p)));
+            nested.visit(&folder);
             for sub_folder in listing.folders {
-                nested.extend(images_below(&sub_folder, NESTING_LIMIT));
+                nested.walk(&sub_folder, NESTING_LIMIT);
             }
+            let (mut files, bad): (Vec<PathBuf>, Vec<PathBuf>) =
+                files.into_iter().partition(|path| path.to_str().is_some());
+            bad_names.extend(bad.iter().map(|p| lossy(p)));
             if files.is_empty() {
                 empty.push(folder.clone());
             }
@@ -75,7 +84,8 @@ impl ImageFolder {
             images,
             ignored,
             empty_classes: empty,
-            nested,
+            nested: nested.images,
+            bad_names,
         })
     }
 
@@ -102,8 +112,7 @@ fn is_hidden(path: &Path) -> bool {
     path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
 
-/// How deep below a class folder images are looked for, to report them (and not to follow a
-/// symbolic-link loop forever).
+/// How deep below a class folder images are looked for, to report them.
 const NESTING_LIMIT: usize = 8;
 
 /// What a class folder holds.
@@ -115,16 +124,49 @@ struct Listing {
     folders: Vec<PathBuf>,
 }
 
-/// Image files below `folder` (at most `depth` levels down).
-fn images_below(folder: &Path, depth: usize) -> Vec<PathBuf> {
-    let Ok(listing) = list_images(folder) else { return Vec::new() };
-    let mut found = listing.images;
-    if depth > 0 {
-        for sub_folder in listing.folders {
-            found.extend(images_below(&sub_folder, depth - 1));
+/// `path` printed as text (a name that is not UTF-8 lossily), so that it can be recorded.
+fn lossy(path: &Path) -> PathBuf {
+    PathBuf::from(path.to_string_lossy().into_owned())
+}
+
+/// The image files below class folders, each counted once: folders already walked (reached
+/// again through a symbolic link, or a link loop) and files already seen are skipped.
+#[derive(Default)]
+struct Below {
+    folders: std::collections::HashSet<(u64, u64)>,
+    files: std::collections::HashSet<(u64, u64)>,
+    images: Vec<PathBuf>,
+}
+
+/// The device and inode of what `path` leads to.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+impl Below {
+    /// Marks `folder` as walked; whether it had not been.
+    fn visit(&mut self, folder: &Path) -> bool {
+        identity(folder).is_none_or(|id| self.folders.insert(id))
+    }
+
+    /// Records the images below `folder` (at most `depth` levels down).
+    fn walk(&mut self, folder: &Path, depth: usize) {
+        if !self.visit(folder) {
+            return;
+        }
+        let Ok(listing) = list_images(folder) else { return };
+        for image in listing.images {
+            if identity(&image).is_none_or(|id| self.files.insert(id)) {
+                self.images.push(lossy(&image));
+            }
+        }
+        if depth > 0 {
+            for sub_folder in listing.folders {
+                self.walk(&sub_folder, depth - 1);
+            }
         }
     }
-    found
 }
 
 /// Image files, other (non-hidden) files and sub-folders of a class folder.

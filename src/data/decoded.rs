@@ -11,11 +11,65 @@ use serde::{Deserialize, Serialize};
 use super::dataset::LabeledImage;
 use crate::preprocess;
 
-/// Square RGB images of one size, back to back, with their labels.
+/// The SHA-256 of an image file's bytes: what an image is, whatever its name (the feature
+/// store's key, the run's record of its data). Computed while decoding, which reads the bytes
+/// anyway.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContentHash(pub [u8; 32]);
+
+impl ContentHash {
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest;
+        Self(sha2::Sha256::digest(bytes).into())
+    }
+}
+
+impl std::fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl std::fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl std::str::FromStr for ContentHash {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not a SHA-256 (64 hex digits)");
+        if text.len() != 64 || !text.is_ascii() {
+            return Err(bad());
+        }
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Self(bytes))
+    }
+}
+
+impl Serialize for ContentHash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentHash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Square RGB images of one size, back to back, with their labels and content hashes.
 pub struct DecodedImages {
     pub size: usize,
     pub pixels: Vec<u8>,
     pub labels: Vec<usize>,
+    pub hashes: Vec<ContentHash>,
 }
 
 impl DecodedImages {
@@ -51,7 +105,7 @@ impl DecodedImages {
                 right -= 3;
             }
         }
-        Self { size: self.size, pixels, labels: self.labels.clone() }
+        Self { size: self.size, pixels, labels: self.labels.clone(), hashes: self.hashes.clone() }
     }
 
     /// The images at `indices`, in that order.
@@ -60,7 +114,12 @@ impl DecodedImages {
         for &i in indices {
             pixels.extend_from_slice(self.image(i));
         }
-        Self { size: self.size, pixels, labels: indices.iter().map(|&i| self.labels[i]).collect() }
+        Self {
+            size: self.size,
+            pixels,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            hashes: indices.iter().map(|&i| self.hashes[i]).collect(),
+        }
     }
 }
 
@@ -82,41 +141,39 @@ pub fn decode_all(
     let per_image = size * size * 3;
     let mut pixels = vec![0u8; images.len() * per_image];
     let done = AtomicUsize::new(0);
-    let outcomes: Vec<Option<BadImage>> = pixels
+    let outcomes: Vec<Result<ContentHash, BadImage>> = pixels
         .par_chunks_mut(per_image)
         .zip(images.par_iter())
         .map(|(out, image)| {
             // After Ctrl-C the remaining images are left undecoded (the caller stops).
             if crate::support::interrupt::requested() {
-                return None;
+                return Ok(ContentHash([0; 32]));
             }
-            let result = preprocess::load_square(&image.path, size as u32);
+            let result = preprocess::read_and_decode(&image.path).map(|(bytes, rgb)| {
+                out.copy_from_slice(preprocess::resize_square(rgb, size as u32).as_raw());
+                ContentHash::of(&bytes)
+            });
             progress(done.fetch_add(1, Ordering::Relaxed) + 1);
-            match result {
-                Ok(rgb) => {
-                    out.copy_from_slice(rgb.as_raw());
-                    None
-                }
-                Err(error) => {
-                    Some(BadImage { path: image.path.clone(), error: format!("{error:#}") })
-                }
-            }
+            result
+                .map_err(|error| BadImage { path: image.path.clone(), error: format!("{error:#}") })
         })
         .collect();
-    let bad: Vec<BadImage> = outcomes.iter().flatten().cloned().collect();
+    let bad: Vec<BadImage> = outcomes.iter().filter_map(|o| o.as_ref().err()).cloned().collect();
     let mut labels = Vec::with_capacity(images.len());
+    let mut hashes = Vec::with_capacity(images.len());
     let mut kept = 0;
     for (index, (image, outcome)) in images.iter().zip(&outcomes).enumerate() {
-        if outcome.is_none() {
+        if let Ok(hash) = outcome {
             if kept != index {
                 pixels.copy_within(index * per_image..(index + 1) * per_image, kept * per_image);
             }
             labels.push(image.label);
+            hashes.push(*hash);
             kept += 1;
         }
     }
     pixels.truncate(kept * per_image);
-    (DecodedImages { size, pixels, labels }, bad)
+    (DecodedImages { size, pixels, labels, hashes }, bad)
 }
 
 /// Labelled images decoded for a run: the decoded images, the files they came from, and the
@@ -164,10 +221,29 @@ mod tests {
 
     #[test]
     fn mirroring_reverses_pixels_within_rows() {
-        let images = DecodedImages { size: 2, pixels: (0..12).collect(), labels: vec![3] };
+        let images = DecodedImages {
+            size: 2,
+            pixels: (0..12).collect(),
+            labels: vec![3],
+            hashes: vec![ContentHash([7; 32])],
+        };
         let mirrored = images.mirrored();
         assert_eq!(mirrored.pixels, [3, 4, 5, 0, 1, 2, 9, 10, 11, 6, 7, 8]);
         assert_eq!(mirrored.mirrored().pixels, images.pixels);
         assert_eq!(images.subset(&[0]).labels, [3]);
+        assert_eq!(images.subset(&[0]).hashes, images.hashes);
+    }
+
+    #[test]
+    fn content_hashes_print_and_parse_as_hex() {
+        let hash = ContentHash::of(b"abc");
+        let text = hash.to_string();
+        assert!(text.starts_with("ba7816bf"), "{text}");
+        assert_eq!(text.parse::<ContentHash>().unwrap(), hash);
+        assert!("xyz".parse::<ContentHash>().is_err());
+        assert_eq!(
+            serde_json::from_str::<ContentHash>(&serde_json::to_string(&hash).unwrap()).unwrap(),
+            hash
+        );
     }
 }

@@ -95,7 +95,14 @@ fn inspect_split(folder: &ImageFolder) -> SplitReport {
         })
         .collect();
     let mut image_sizes = BTreeMap::new();
-    let mut unreadable = Vec::new();
+    let mut unreadable: Vec<BadImage> = folder
+        .bad_names
+        .iter()
+        .map(|path| BadImage {
+            path: path.clone(),
+            error: format!("{}: the file name is not valid UTF-8", path.display()),
+        })
+        .collect();
     for outcome in decoded {
         match outcome {
             Ok((w, h)) => *image_sizes.entry(format!("{w}x{h}")).or_insert(0) += 1,

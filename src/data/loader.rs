@@ -195,6 +195,7 @@ mod tests {
             size: 1,
             pixels: (0..15).collect(),
             labels: vec![0, 1, 2, 3, 4],
+            hashes: vec![crate::data::decoded::ContentHash([0; 32]); 5],
         });
         let batches: Vec<Batch> = Batches::in_order(data, 2, Normalization::Rescale).collect();
         assert_eq!(batches.iter().map(Batch::len).collect::<Vec<_>>(), [2, 2, 1]);

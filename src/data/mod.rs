@@ -9,6 +9,6 @@ pub mod split;
 
 pub use augment::Augment;
 pub use dataset::{ImageFolder, LabeledImage};
-pub use decoded::{BadImage, Decoded, DecodedImages, decode_all, decode_labeled};
+pub use decoded::{BadImage, ContentHash, Decoded, DecodedImages, decode_all, decode_labeled};
 pub use loader::{Batch, BatchRecipe, Batches, SampleStream};
 pub use split::{DataSplits, ValSplit, load_splits};

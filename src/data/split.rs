@@ -37,6 +37,8 @@ pub struct DataSplits {
     pub ignored: Vec<PathBuf>,
     /// Images in sub-folders of class folders (not used).
     pub nested: Vec<PathBuf>,
+    /// Image files whose names are not UTF-8 (unreadable images).
+    pub bad_names: Vec<PathBuf>,
 }
 
 impl std::str::FromStr for ValSplit {
@@ -144,6 +146,7 @@ pub fn load_splits(root: &Path, split: ValSplit) -> Result<DataSplits> {
                 val: test.images,
                 ignored: [training.ignored, test.ignored].concat(),
                 nested: [training.nested, test.nested].concat(),
+                bad_names: [training.bad_names, test.bad_names].concat(),
             });
         }
         ValSplit::Tail(fraction) => hold_out_last(&training.images, classes, fraction),
@@ -156,6 +159,7 @@ pub fn load_splits(root: &Path, split: ValSplit) -> Result<DataSplits> {
         val,
         ignored: training.ignored,
         nested: training.nested,
+        bad_names: training.bad_names,
     })
 }
 

@@ -99,6 +99,19 @@ pub struct Mistake {
     pub confidence: f32,
 }
 
+/// Images of an evaluated folder that are also images of the run (same content).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overlap {
+    pub training: usize,
+    pub validation: usize,
+}
+
+impl Overlap {
+    pub fn is_empty(&self) -> bool {
+        self.training + self.validation == 0
+    }
+}
+
 /// The full evaluation of a model on a set of images.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Evaluation {
@@ -110,6 +123,10 @@ pub struct Evaluation {
     /// epoch's validation pass (`None` from `evaluate`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epoch: Option<usize>,
+    /// For a folder (`evaluate --data`): how many of its images the run trained or validated
+    /// on. Not zero means the figure is not one on unseen images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<Overlap>,
     #[serde(flatten)]
     pub metrics: Metrics,
     pub per_class: Vec<ClassAccuracy>,
@@ -171,6 +188,7 @@ pub fn evaluate(
         data: None,
         mirrored_too: false,
         epoch: None,
+        overlap: None,
         metrics,
         per_class,
         confusion,

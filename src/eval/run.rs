@@ -26,6 +26,9 @@ pub fn evaluation_images(
     };
     let folder = evaluation_folder(dir)?;
     let found = ImageFolder::scan(&folder)?;
+    for name in &found.bad_names {
+        eprintln!("left out {}: the file name is not valid UTF-8", name.display());
+    }
     let unknown: Vec<&String> = found.classes.iter().filter(|c| !classes.contains(c)).collect();
     if !unknown.is_empty() {
         bail!("{} has classes the model was not trained on: {unknown:?}", folder.display());
@@ -116,15 +119,7 @@ pub fn evaluate_run(
             // already be in the store (training computed them; a second evaluation certainly
             // has).
             let backbone = &predictor.model.backbone;
-            let rows = features::lookup(
-                &config,
-                variant,
-                backbone,
-                images,
-                &decoded.files,
-                device,
-                "features",
-            )?;
+            let rows = features::lookup(&config, variant, backbone, images, device, "features")?;
             return head_logits(&predictor.model.head, &rows, device);
         }
         let progress = Progress::new("evaluate", images.len() as u64);
@@ -147,6 +142,11 @@ pub fn evaluate_run(
     evaluation.name_files(&decoded.files, request.data.unwrap_or(&config.data));
     evaluation.data = request.data.map(Path::to_path_buf);
     evaluation.mirrored_too = request.mirrored_too;
+    if request.data.is_some() {
+        let files = run.read_dataset_files()?;
+        let (training, validation) = files.overlap(&images.hashes);
+        evaluation.overlap = Some(super::Overlap { training, validation });
+    }
     Ok(RunEvaluation { evaluation, files: decoded.files, classes: predictor.classes })
 }
 

@@ -27,6 +27,15 @@ pub const INPUT: &str = "image";
 pub const OUTPUT: &str = "probabilities";
 
 /// The ONNX model of `predictor`, with `provenance` (where it came from) in its metadata.
+/// Whether the file at `path` is an ONNX model this program exported (one a new export may
+/// replace).
+pub fn is_our_export(path: &std::path::Path) -> bool {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| ModelProto::decode(bytes.as_slice()).ok())
+        .is_some_and(|model| model.producer_name.as_deref() == Some("fruitlab"))
+}
+
 pub fn to_onnx(predictor: &Predictor, provenance: BTreeMap<String, String>) -> Result<Vec<u8>> {
     let mut graph = Graph::default();
     let size = predictor.input.size as i64;

@@ -4,22 +4,23 @@
 //! validation split, a resumed run, `evaluate` of a frozen run.
 //!
 //! One store per backbone and preprocessing (`$FRUITLAB_CACHE/features/KEY.safetensors`): a
-//! matrix of feature rows, the file each row belongs to (path, size, modification time: an
-//! edited image is computed again), and a checksum of the rows, verified when the store is
-//! opened. A corrupt store is reported and rebuilt, never trusted.
+//! matrix of feature rows, the content hash of the image each row belongs to (an edited image,
+//! or two swapped ones, are other content), and a checksum of the rows, verified when the
+//! store is opened. A corrupt store is reported and rebuilt, never trusted. Processes that add
+//! to one store at once merge their rows: each takes the store's lock, reads what is there
+//! now, adds its own and writes the union.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Init, TrainConfig};
-use crate::data::{DecodedImages, LabeledImage};
+use crate::data::{ContentHash, DecodedImages};
 use crate::inference::{map_images, rows};
 use crate::model::resnet::FEATURE_DIM;
 use crate::model::{Head, Layout, ResNet50};
@@ -31,39 +32,72 @@ use crate::weights::{self, NamedTensors, fetch};
 const STORE_CHUNK: usize = 1024;
 
 /// Metadata keys of a store file.
-const FILES_KEY: &str = "files";
+const KEYS_KEY: &str = "images";
 const CHECKSUM_KEY: &str = "sha256";
 const IDENTITY_KEY: &str = "identity";
 
-/// An image file as the store knows it: its features are valid while these are unchanged.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-struct FileStamp {
-    path: PathBuf,
-    len: u64,
-    modified_ns: u128,
+/// The rows of a store.
+#[derive(Default)]
+struct Rows {
+    keys: Vec<ContentHash>,
+    index: HashMap<ContentHash, usize>,
+    values: Vec<f32>,
 }
 
-impl FileStamp {
-    fn of(path: &Path) -> Self {
-        let meta = std::fs::metadata(path).ok();
-        let modified_ns = meta
-            .as_ref()
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        Self { path, len: meta.map_or(0, |m| m.len()), modified_ns }
+impl Rows {
+    fn add(&mut self, key: ContentHash, row: &[f32]) -> bool {
+        if self.index.contains_key(&key) {
+            return false;
+        }
+        self.index.insert(key, self.keys.len());
+        self.keys.push(key);
+        self.values.extend_from_slice(row);
+        true
+    }
+
+    fn row(&self, key: &ContentHash) -> Option<&[f32]> {
+        let i = *self.index.get(key)?;
+        Some(&self.values[i * FEATURE_DIM..(i + 1) * FEATURE_DIM])
+    }
+
+    /// The rows of the store file at `path`, checked (its identity and its checksum).
+    fn read(path: &Path, identity: &str) -> Result<Self> {
+        let mut tensors = NamedTensors::read_safetensors(path)?;
+        let meta = tensors.metadata.clone();
+        anyhow::ensure!(
+            meta.get(IDENTITY_KEY).map(String::as_str) == Some(identity),
+            "it belongs to another backbone"
+        );
+        let keys: Vec<ContentHash> =
+            serde_json::from_str(meta.get(KEYS_KEY).context("no image list")?)
+                .context("the image list is malformed")?;
+        let values = tensors.take("features", &[keys.len(), FEATURE_DIM])?;
+        let expected = meta.get(CHECKSUM_KEY).context("no checksum")?;
+        anyhow::ensure!(
+            checksum(&values) == *expected,
+            "its checksum does not match: the file is corrupt"
+        );
+        let index = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+        Ok(Self { keys, index, values })
+    }
+
+    fn write(&self, path: &Path, identity: &str) -> Result<()> {
+        let mut tensors = NamedTensors::new(path.display().to_string());
+        tensors.insert("features", vec![self.keys.len(), FEATURE_DIM], self.values.clone());
+        tensors.metadata.insert(KEYS_KEY.into(), serde_json::to_string(&self.keys)?);
+        tensors.metadata.insert(CHECKSUM_KEY.into(), checksum(&self.values));
+        tensors.metadata.insert(IDENTITY_KEY.into(), identity.to_string());
+        tensors.write_safetensors(path)
     }
 }
 
-/// The features of one backbone and preprocessing, by image file.
+/// The features of one backbone and preprocessing, by image content.
 pub struct FeatureStore {
     path: PathBuf,
     identity: String,
-    files: Vec<FileStamp>,
-    rows: HashMap<FileStamp, usize>,
-    values: Vec<f32>,
-    changed: bool,
+    rows: Rows,
+    /// Rows computed by this process and not yet saved.
+    added: Rows,
 }
 
 impl FeatureStore {
@@ -72,69 +106,39 @@ impl FeatureStore {
     pub fn open(identity: &str) -> Result<Self> {
         let digest = hex(&Sha256::digest(identity.as_bytes()))[..32].to_string();
         let path = fetch::cache_dir()?.join("features").join(format!("{digest}.safetensors"));
-        let mut store = Self {
-            path,
-            identity: identity.to_string(),
-            files: Vec::new(),
-            rows: HashMap::new(),
-            values: Vec::new(),
-            changed: false,
+        let rows = if path.exists() {
+            Rows::read(&path, identity).unwrap_or_else(|error| {
+                eprintln!(
+                    "warning: the feature cache {} is unusable ({error:#}); computing the features again",
+                    path.display()
+                );
+                Rows::default()
+            })
+        } else {
+            Rows::default()
         };
-        if store.path.exists() {
-            match store.read() {
-                Ok(()) => {}
-                Err(error) => {
-                    eprintln!(
-                        "warning: the feature cache {} is unusable ({error:#}); computing the features again",
-                        store.path.display()
-                    );
-                    store.files.clear();
-                    store.rows.clear();
-                    store.values.clear();
-                }
-            }
-        }
-        Ok(store)
+        Ok(Self { path, identity: identity.to_string(), rows, added: Rows::default() })
     }
 
-    fn read(&mut self) -> Result<()> {
-        let mut tensors = NamedTensors::read_safetensors(&self.path)?;
-        let meta = tensors.metadata.clone();
-        let files: Vec<FileStamp> =
-            serde_json::from_str(meta.get(FILES_KEY).context("no file list")?)
-                .context("the file list is malformed")?;
-        anyhow::ensure!(
-            meta.get(IDENTITY_KEY) == Some(&self.identity),
-            "it belongs to another backbone"
-        );
-        let values = tensors.take("features", &[files.len(), FEATURE_DIM])?;
-        let expected = meta.get(CHECKSUM_KEY).context("no checksum")?;
-        anyhow::ensure!(
-            checksum(&values) == *expected,
-            "its checksum does not match: the file is corrupt"
-        );
-        self.rows = files.iter().cloned().enumerate().map(|(i, f)| (f, i)).collect();
-        self.files = files;
-        self.values = values;
-        Ok(())
-    }
-
-    /// Features of every image of `data` (rows of 2048, in order; `files` are the images'
-    /// files): from the store where it has them, computed with `backbone` (an inference
-    /// network) for the rest, which are then added. Ctrl-C stops the computation between
-    /// batches; what was computed is kept for the next run.
+    /// Features of every image of `data` (rows of 2048, in order): from the store where it
+    /// has them, computed with `backbone` (an inference network) for the rest, which are then
+    /// added. Ctrl-C stops the computation between batches; what was computed is kept for
+    /// the next run.
     pub fn features(
         &mut self,
         backbone: &ResNet50,
         data: &Arc<DecodedImages>,
-        files: &[LabeledImage],
         normalization: Normalization,
         device: &Device,
         label: &str,
     ) -> Result<Vec<f32>> {
-        let stamps: Vec<FileStamp> = files.iter().map(|f| FileStamp::of(&f.path)).collect();
-        let missing: Vec<usize> =
-            (0..stamps.len()).filter(|&i| !self.rows.contains_key(&stamps[i])).collect();
+        let mut missing: Vec<usize> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, key) in data.hashes.iter().enumerate() {
+            if self.rows.row(key).is_none() && seen.insert(*key) {
+                missing.push(i);
+            }
+        }
         let progress = Progress::new(label, missing.len() as u64);
         // In chunks, each added to the store as it completes, so that Ctrl-C (checked between
         // batches) loses at most one chunk.
@@ -149,45 +153,53 @@ impl FeatureStore {
                 |images| backbone.features(images),
             )?;
             for (row, &i) in computed.chunks_exact(FEATURE_DIM).zip(chunk) {
-                self.add(stamps[i].clone(), row);
+                self.rows.add(data.hashes[i], row);
+                self.added.add(data.hashes[i], row);
             }
         }
         progress.finish();
-        let mut out = Vec::with_capacity(stamps.len() * FEATURE_DIM);
-        for stamp in &stamps {
-            let row = self.rows[stamp];
-            out.extend_from_slice(&self.values[row * FEATURE_DIM..(row + 1) * FEATURE_DIM]);
+        let mut out = Vec::with_capacity(data.len() * FEATURE_DIM);
+        for key in &data.hashes {
+            out.extend_from_slice(self.rows.row(key).expect("every image has its row now"));
         }
         Ok(out)
     }
 
-    fn add(&mut self, stamp: FileStamp, row: &[f32]) {
-        self.rows.insert(stamp.clone(), self.files.len());
-        self.files.push(stamp);
-        self.values.extend_from_slice(row);
-        self.changed = true;
-    }
-
-    /// Writes the store back if it gained features. A cache: failing to write it (a full
-    /// disk) costs only the recomputation next time, so it is a warning.
+    /// Adds what this process computed to the store on disk, merged with what other
+    /// processes have added since it was read. A cache: failing to write it (a full disk)
+    /// costs only the recomputation next time, so it is a warning.
     pub fn save(&mut self) {
-        if !self.changed {
+        if self.added.keys.is_empty() {
             return;
         }
-        if let Err(error) = self.write() {
+        if let Err(error) = self.merge_into_file() {
             eprintln!("warning: cannot save the feature cache: {error:#}");
         }
-        self.changed = false;
+        self.added = Rows::default();
     }
 
-    fn write(&self) -> Result<()> {
-        std::fs::create_dir_all(self.path.parent().expect("a cache file has a folder"))?;
-        let mut tensors = NamedTensors::new(self.path.display().to_string());
-        tensors.insert("features", vec![self.files.len(), FEATURE_DIM], self.values.clone());
-        tensors.metadata.insert(FILES_KEY.into(), serde_json::to_string(&self.files)?);
-        tensors.metadata.insert(CHECKSUM_KEY.into(), checksum(&self.values));
-        tensors.metadata.insert(IDENTITY_KEY.into(), self.identity.clone());
-        tensors.write_safetensors(&self.path)
+    fn merge_into_file(&self) -> Result<()> {
+        let folder = self.path.parent().expect("a cache file has a folder");
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("cannot create {}", folder.display()))?;
+        let lock_path = self.path.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?;
+        // Waits for another process adding to the same store.
+        lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
+        let mut merged = if self.path.exists() {
+            Rows::read(&self.path, &self.identity).unwrap_or_default()
+        } else {
+            Rows::default()
+        };
+        for (i, key) in self.added.keys.iter().enumerate() {
+            merged.add(*key, &self.added.values[i * FEATURE_DIM..(i + 1) * FEATURE_DIM]);
+        }
+        merged.write(&self.path, &self.identity)
     }
 }
 
@@ -240,12 +252,11 @@ pub fn lookup(
     variant: FeatureVariant,
     backbone: &ResNet50,
     images: &Arc<DecodedImages>,
-    files: &[LabeledImage],
     device: &Device,
     label: &str,
 ) -> Result<Vec<f32>> {
     let mut store = FeatureStore::open(&identity(config, variant)?)?;
-    store.features(backbone, images, files, config.images.normalization, device, label)
+    store.features(backbone, images, config.images.normalization, device, label)
 }
 
 /// What a row of features depends on: the starting backbone, the preprocessing, the variant.
@@ -256,6 +267,8 @@ struct StoreIdentity {
     image_size: usize,
     normalization: Normalization,
     variant: FeatureVariant,
+    /// bf16 convolutions give other features than fp32 ones.
+    precision: crate::compute::Precision,
 }
 
 #[derive(Serialize)]
@@ -281,17 +294,24 @@ fn identity(config: &TrainConfig, variant: FeatureVariant) -> Result<String> {
         Init::Random => BackboneIdentity::Random { layout, seed: config.optimization.seed },
     };
     let identity = StoreIdentity {
-        version: 3,
+        version: 4,
         backbone,
         image_size: config.images.image_size,
         normalization: config.images.normalization,
         variant,
+        precision: crate::compute::arithmetic().precision(),
     };
     Ok(serde_json::to_string(&identity)?)
 }
 
 /// A description of a weights file that changes when the file does.
 fn file_identity(path: &Path) -> String {
-    let stamp = FileStamp::of(path);
-    format!("{}|{}|{}", stamp.path.display(), stamp.len, stamp.modified_ns)
+    let meta = std::fs::metadata(path).ok();
+    let modified = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    format!("{}|{}|{modified}", path.display(), meta.map_or(0, |m| m.len()))
 }

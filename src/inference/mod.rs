@@ -57,6 +57,14 @@ pub struct Predictor {
     pub classes: Vec<String>,
     pub input: InputSpec,
     pub device: Device,
+    /// Which weights these are, `sha256:` and the start of their checksum: what each line of
+    /// `predict --jsonl` records, so that outputs of different models are never mixed.
+    pub identity: String,
+}
+
+/// A model's identity from the SHA-256 of its weights.
+fn identity(sha256: &str) -> String {
+    format!("sha256:{}", &sha256[..sha256.len().min(16)])
 }
 
 /// One class of a prediction.
@@ -79,22 +87,33 @@ impl Predictor {
     pub fn from_run(run: &RunDir, which: Checkpoint, device: &Device) -> Result<Self> {
         let trained = run.load_model(which, device)?;
         let images = &trained.config.images;
+        let path = run.model_path(which);
+        let sha256 = match crate::support::checksum::sealed_sha256(&path)? {
+            Some(sha256) => sha256,
+            None => crate::support::checksum::sha256_hex(&std::fs::read(&path)?),
+        };
         Ok(Self {
             model: trained.model,
             classes: trained.classes,
             input: InputSpec::trained(images.image_size, images.normalization),
             device: device.clone(),
+            identity: identity(&sha256),
         })
     }
 
     /// The ImageNet ResNet-50 (the cached weights, or the file at `weights`).
     pub fn imagenet(weights: Option<&Path>, device: &Device) -> Result<Self> {
         let (model, classes) = crate::weights::imagenet_model(weights, device)?;
+        let sha256 = match weights {
+            Some(file) => crate::support::checksum::sha256_hex(&std::fs::read(file)?),
+            None => crate::weights::fetch::DATA_SHA256.to_string(),
+        };
         Ok(Self {
             model: model.inference(),
             classes,
             input: InputSpec::IMAGENET,
             device: device.clone(),
+            identity: identity(&sha256),
         })
     }
 

@@ -120,8 +120,15 @@ impl InputSpec {
 /// Decodes an image file of any supported format and colour type into 8-bit RGB.
 /// The format comes from the file's content, not its extension.
 pub fn decode(path: &Path) -> Result<RgbImage> {
+    read_and_decode(path).map(|(_, image)| image)
+}
+
+/// The bytes of an image file and the image they decode to.
+pub fn read_and_decode(path: &Path) -> Result<(Vec<u8>, RgbImage)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    decode_bytes(&bytes).with_context(|| format!("{} is not a usable image", path.display()))
+    let image = decode_bytes(&bytes)
+        .with_context(|| format!("{} is not a usable image", path.display()))?;
+    Ok((bytes, image))
 }
 
 /// Decodes JPEG or PNG bytes into 8-bit RGB: grayscale is replicated, 16-bit is scaled,
@@ -196,11 +203,6 @@ pub fn resize_square(image: RgbImage, size: u32) -> RgbImage {
     let square =
         image::imageops::crop_imm(&image, (w - side) / 2, (h - side) / 2, side, side).to_image();
     image::imageops::resize(&square, size, size, FilterType::Triangle)
-}
-
-/// Decode + resize: the pixels training and evaluation feed the network.
-pub fn load_square(path: &Path, size: u32) -> Result<RgbImage> {
-    Ok(resize_square(decode(path)?, size))
 }
 
 #[cfg(test)]

@@ -37,10 +37,16 @@ impl LoadedRun {
 pub fn load(paths: &[PathBuf], device: &Device) -> Result<Vec<LoadedRun>> {
     let runs: Vec<RunDir> = paths.iter().map(|path| RunDir::open(path)).collect::<Result<_>>()?;
     let records: Vec<RunRecord> = runs.iter().map(RunDir::read_record).collect::<Result<_>>()?;
+    ensure_comparable(&runs, &records)?;
     let labels = labels(&records, paths);
     let mut loaded = Vec::new();
     for ((run, record), label) in runs.into_iter().zip(records).zip(labels) {
         let history = run.read_history()?;
+        anyhow::ensure!(
+            !history.epochs.is_empty(),
+            "{} has not finished an epoch yet: there is nothing to report of it",
+            run.path().display()
+        );
         let RunEvaluation { evaluation, files, classes } =
             load_or_evaluate(&run, &history, device)?;
         let other_evaluations = run.folder_evaluations();
@@ -58,21 +64,53 @@ pub fn load(paths: &[PathBuf], device: &Device) -> Result<Vec<LoadedRun>> {
     Ok(loaded)
 }
 
+/// Runs are compared only on the same classes of the same dataset (the same folder): a
+/// difference in accuracy between other runs would mean nothing.
+fn ensure_comparable(runs: &[RunDir], records: &[RunRecord]) -> Result<()> {
+    let classes: Vec<Vec<String>> = runs.iter().map(RunDir::read_classes).collect::<Result<_>>()?;
+    for i in 1..runs.len() {
+        let (a, b) = (runs[0].path().display(), runs[i].path().display());
+        let (data_a, data_b) = (&records[0].config.data, &records[i].config.data);
+        if crate::support::absolute(data_a) != crate::support::absolute(data_b) {
+            anyhow::bail!(
+                "{a} and {b} were trained on different datasets ({} and {}): their accuracies cannot be compared; report them separately",
+                data_a.display(),
+                data_b.display()
+            );
+        }
+        if classes[i] != classes[0] {
+            anyhow::bail!(
+                "{a} and {b} have different classes ({} and {}): their accuracies cannot be compared; report them separately",
+                classes[0].len(),
+                classes[i].len()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The run's validation evaluation, as saved (by training, from the best epoch's validation
 /// pass, or by `evaluate`) or computed now; its tables and pictures are written beside it
 /// when missing.
 fn load_or_evaluate(run: &RunDir, history: &History, device: &Device) -> Result<RunEvaluation> {
     let dir = run.evaluation_dir(&EvaluationOf::Validation);
     let classes = run.read_classes()?;
+    // The tables are kept in the run folder when no training process is writing it.
+    let keep = |evaluated: &RunEvaluation| -> Result<()> {
+        if let Ok(_lock) = run.lock_to_write("") {
+            write_evaluation(&dir, &evaluated.evaluation, &evaluated.classes, &evaluated.files)?;
+        }
+        Ok(())
+    };
     if let Some(loaded) = saved_evaluation(run, history, &classes)? {
         if !dir.has_tables() {
-            write_evaluation(&dir, &loaded.evaluation, &loaded.classes, &loaded.files)?;
+            keep(&loaded)?;
         }
         return Ok(loaded);
     }
     let request = EvaluationRequest { skip_bad_images: true, ..EvaluationRequest::VALIDATION };
     let evaluated = evaluate_run(run, request, device)?;
-    write_evaluation(&dir, &evaluated.evaluation, &evaluated.classes, &evaluated.files)?;
+    keep(&evaluated)?;
     Ok(evaluated)
 }
 

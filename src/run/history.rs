@@ -42,6 +42,40 @@ pub struct History {
 }
 
 impl History {
+    /// The problems of a history that no run writes (a hand edit, a corrupt file), in words:
+    /// epochs out of order, accuracies outside 0..1, losses or rates that are negative or not
+    /// finite, image counts that fall.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut images_seen = 0;
+        for (i, e) in self.epochs.iter().enumerate() {
+            if e.epoch != i + 1 {
+                problems.push(format!("epoch {} is record {} of the list", e.epoch, i + 1));
+            }
+            for (name, value) in [
+                ("train_accuracy", e.train_accuracy),
+                ("val_accuracy", e.val_accuracy),
+                ("val_top5_accuracy", e.val_top5_accuracy),
+            ] {
+                if !(0.0..=1.0).contains(&value) {
+                    problems.push(format!("epoch {}: {name} is {value}, outside 0..1", e.epoch));
+                }
+            }
+            for (name, value) in
+                [("train_loss", e.train_loss), ("val_loss", e.val_loss), ("lr", e.lr)]
+            {
+                if !(value.is_finite() && value >= 0.0) {
+                    problems.push(format!("epoch {}: {name} is {value}", e.epoch));
+                }
+            }
+            if e.images_seen < images_seen {
+                problems.push(format!("epoch {}: images_seen falls to {}", e.epoch, e.images_seen));
+            }
+            images_seen = e.images_seen;
+        }
+        problems
+    }
+
     /// The first epoch with the highest validation accuracy (the one `model-best` holds).
     pub fn best(&self) -> Option<&EpochRecord> {
         self.epochs.iter().fold(None, |best, epoch| match best {
@@ -76,6 +110,24 @@ impl EpochRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_no_run_writes_are_problems() {
+        let good =
+            History { epochs: vec![EpochRecord::validated(1, 0.5, 0.9)], ..History::default() };
+        assert!(good.problems().is_empty());
+        for (change, named) in [
+            ((|e: &mut EpochRecord| e.val_accuracy = 5.0) as fn(&mut EpochRecord), "val_accuracy"),
+            (|e| e.val_loss = f64::NAN, "val_loss"),
+            (|e| e.train_accuracy = -0.1, "train_accuracy"),
+            (|e| e.epoch = 7, "epoch 7"),
+        ] {
+            let mut bad = good.clone();
+            change(&mut bad.epochs[0]);
+            let problems = bad.problems().join("; ");
+            assert!(problems.contains(named), "{problems}");
+        }
+    }
 
     #[test]
     fn the_best_epoch_is_the_first_with_the_highest_accuracy() {

@@ -1,7 +1,8 @@
 //! One writer per run folder: training takes an exclusive lock on `RUN/.lock` (holding its
 //! process id, for the message a second writer gets). The operating system releases the lock
 //! when the process ends, however it ends, so a killed run never leaves a stale lock.
-//! Readers (`evaluate`, `report`, `predict`) do not lock.
+//! Readers (`predict`, `serve`) do not lock; `evaluate` and `report` lock a run only to write
+//! into it.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -15,8 +16,9 @@ pub struct RunLock {
 }
 
 impl RunLock {
-    /// Locks the folder of the lock file `path` for writing, or explains who holds it.
-    pub fn acquire(path: &Path) -> Result<Self> {
+    /// Locks the folder of the lock file `path` for writing, or explains who holds it and
+    /// what to do (`advice`).
+    pub fn acquire(path: &Path, advice: &str) -> Result<Self> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut file = OpenOptions::new()
             .create(true)
@@ -31,7 +33,7 @@ impl RunLock {
                 let mut owner = String::new();
                 let _ = file.read_to_string(&mut owner);
                 bail!(
-                    "{} is being written by another fruitlab process (pid {}): wait for it to finish, or train into another --out",
+                    "{} is being written by another fruitlab process (pid {}): {advice}",
                     dir.display(),
                     owner.trim()
                 );

@@ -36,7 +36,7 @@ pub use evaluation::{EvaluationDir, EvaluationOf};
 pub use history::{EpochRecord, History};
 pub use json::{read_json, write_json};
 pub use lock::RunLock;
-pub use record::{DatasetSummary, Environment, RunRecord};
+pub use record::{DatasetFiles, DatasetSummary, Environment, FileRecord, RunRecord};
 pub use resume::{PartialEpoch, ResumeState};
 pub use trained::TrainedModel;
 pub use training::{Start, TrainingRun};
@@ -56,6 +56,7 @@ mod names {
     pub const RESUME: &str = "resume";
     pub const RESUME_STATE: &str = "state.json";
     pub const LOCK: &str = ".lock";
+    pub const DATASET: &str = "dataset.json";
     pub const VALIDATION_EVALUATION: &str = "evaluation";
     pub const FOLDER_EVALUATION_PREFIX: &str = "evaluation-";
 }
@@ -110,6 +111,26 @@ impl RunDir {
         path.join(names::CONFIG).exists()
     }
 
+    /// Refuses `out` (given as `flag`) when it lies inside a run folder: only the process
+    /// that holds a run's lock writes into it, and only files of the run.
+    pub fn refuse_inside_run(out: &Path, flag: &str) -> Result<()> {
+        let out = crate::support::absolute(out);
+        if let Some(run) = out.ancestors().find(|folder| Self::holds_run(folder)) {
+            bail!(
+                "{flag} {} is inside the run folder {}: fruitlab writes into a run only the run's own files; choose a place outside it",
+                out.display(),
+                run.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Locks the run to write into it (an evaluation, its tables), or explains that a
+    /// training process holds it and what to do (`advice`).
+    pub fn lock_to_write(&self, advice: &str) -> Result<RunLock> {
+        RunLock::acquire(&self.file(names::LOCK), advice)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -138,7 +159,22 @@ impl RunDir {
         let path = self.file(names::HISTORY_JSON);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a history", path.display()))
+        let history: History = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a history", path.display()))?;
+        let problems = history.problems();
+        if !problems.is_empty() {
+            bail!(
+                "{} holds values no run writes ({}): it has been edited or is corrupt",
+                path.display(),
+                problems.join("; ")
+            );
+        }
+        Ok(history)
+    }
+
+    /// The images the run trains and validates on (`dataset.json`).
+    pub fn read_dataset_files(&self) -> Result<DatasetFiles> {
+        read_json(&self.file(names::DATASET))
     }
 
     /// The file of a trained model.

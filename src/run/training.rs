@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 
 use super::{
-    Checkpoint, DatasetSummary, EpochRecord, EvaluationOf, History, OptimizerPart, ResumeState,
-    RunDir, RunLock, RunRecord, is_checkpoint_file, names, read_json, write_json,
+    Checkpoint, DatasetFiles, DatasetSummary, EpochRecord, EvaluationOf, History, OptimizerPart,
+    ResumeState, RunDir, RunLock, RunRecord, is_checkpoint_file, names, read_json, write_json,
 };
 use crate::config::TrainConfig;
 use crate::model::Classifier;
@@ -33,6 +33,9 @@ pub enum Start {
 /// A run folder held for writing.
 pub struct TrainingRun {
     dir: RunDir,
+    /// Whether this process made the folder (then a run that fails before training leaves
+    /// nothing behind).
+    made_folder: bool,
     _lock: RunLock,
     record: RunRecord,
     /// The best validation accuracy so far (what `model-best` holds).
@@ -59,6 +62,7 @@ impl RunDir {
                 path.display()
             );
         }
+        let made_folder = !path.exists();
         std::fs::create_dir_all(path.join(names::RESUME))
             .with_context(|| format!("cannot create the run folder {}", path.display()))?;
         let dir = Self { path: path.to_path_buf() };
@@ -66,7 +70,8 @@ impl RunDir {
         let environment = Environment::capture(&spelling(&config.compute.backend));
         let record = RunRecord { config, environment, dataset: None };
         write_json(&dir.file(names::CONFIG), &record)?;
-        Ok((TrainingRun { dir, _lock: lock, record, best: f64::NEG_INFINITY }, Start::Fresh))
+        let run = TrainingRun { dir, made_folder, _lock: lock, record, best: f64::NEG_INFINITY };
+        Ok((run, Start::Fresh))
     }
 
     /// Locks the run in `path` to continue it.
@@ -108,12 +113,15 @@ impl RunDir {
                 state.history.best().map_or(f64::NEG_INFINITY, |b| b.val_accuracy)
             }
         };
-        Ok((TrainingRun { dir: self, _lock: lock, record, best }, start))
+        Ok((TrainingRun { dir: self, made_folder: false, _lock: lock, record, best }, start))
     }
 
     /// Locks the folder for writing, and removes what a killed writer left half-written.
     fn lock_for_writing(&self) -> Result<RunLock> {
-        let lock = RunLock::acquire(&self.file(names::LOCK))?;
+        let lock = RunLock::acquire(
+            &self.file(names::LOCK),
+            "wait for it to finish, or train into another --out",
+        )?;
         for dir in [self.path.clone(), self.file(names::RESUME)] {
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             for entry in entries.flatten() {
@@ -129,6 +137,22 @@ impl RunDir {
 impl TrainingRun {
     pub fn dir(&self) -> &RunDir {
         &self.dir
+    }
+
+    /// After a failure: when this process made the folder and nothing was trained in it,
+    /// removes the files it wrote and the folder (never another file), so that a refused
+    /// command leaves nothing behind.
+    pub fn remove_if_untrained(self) {
+        if !self.made_folder || self.dir.resume_file(names::RESUME_STATE).exists() {
+            return;
+        }
+        let path = self.dir.path.clone();
+        drop(self);
+        for name in [names::CONFIG, names::CLASSES, names::LOG, names::DATASET, names::LOCK] {
+            let _ = std::fs::remove_file(path.join(name));
+        }
+        let _ = std::fs::remove_dir(path.join(names::RESUME));
+        let _ = std::fs::remove_dir(&path);
     }
 
     pub fn config(&self) -> &TrainConfig {
@@ -160,8 +184,27 @@ impl TrainingRun {
         Ok(())
     }
 
-    /// Writes what the run sees of its dataset into `config.json` and the log.
-    pub fn record_dataset(&mut self, summary: DatasetSummary) -> Result<()> {
+    /// Writes what the run sees of its dataset into `config.json`, `dataset.json` and the log;
+    /// a resumed run must see the same images it started with, or it would go on with other
+    /// training and validation images than those its history and best model were chosen on.
+    pub fn record_dataset(
+        &mut self,
+        summary: DatasetSummary,
+        files: DatasetFiles,
+        start: &Start,
+    ) -> Result<()> {
+        let path = self.dir.file(names::DATASET);
+        if let Start::Fresh = start {
+            write_json(&path, &files)?;
+        } else {
+            let earlier: DatasetFiles = read_json(&path)?;
+            if let Some(changes) = files.changes_since(&earlier) {
+                bail!(
+                    "the dataset {} has changed since this run started: {changes}; the run cannot go on with other images (start a new run with --out elsewhere)",
+                    self.config().data.display()
+                );
+            }
+        }
         for bad in &summary.skipped_images {
             self.log(&format!("skipped unreadable image: {}", bad.error))?;
         }

@@ -18,6 +18,16 @@ pub struct ModelInfo {
     /// The run folder, or the weights (`imagenet` or a file).
     pub source: String,
     pub training: Training,
+    /// How this server computes.
+    pub compute: ComputeInfo,
+}
+
+/// The arithmetic the server's convolutions use.
+#[derive(Clone, Debug, Serialize)]
+pub struct ComputeInfo {
+    pub precision: crate::compute::Precision,
+    /// The kernels that run, e.g. "bf16 on AMX".
+    pub kernels: String,
 }
 
 /// How the model was trained.
@@ -56,6 +66,10 @@ impl ModelInfo {
             normalization: predictor.input.normalization,
             source,
             training,
+            compute: ComputeInfo {
+                precision: crate::compute::arithmetic().precision(),
+                kernels: crate::compute::arithmetic().describe(),
+            },
         })
     }
 }

@@ -90,6 +90,7 @@ async fn run(predictor: Predictor, model: ModelInfo, options: ServeOptions) -> R
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn(drain::drain_unread_body))
         .layer(axum::middleware::from_fn_with_state(app.clone(), routes::observe))
         .layer(DefaultBodyLimit::max(options.max_body))
@@ -104,7 +105,13 @@ async fn run(predictor: Predictor, model: ModelInfo, options: ServeOptions) -> R
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A client that does not finish its headers in time is dropped (slow-loris protection).
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(options.header_timeout);
+    // Heads up to 1 MiB reach the router, which answers those over its own limit with a JSON
+    // 431 (counted in /metrics); only beyond that does hyper answer by itself.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_timeout)
+        .max_buf_size(1 << 20);
     let graceful = GracefulShutdown::new();
     let mut stop = std::pin::pin!(shutdown_signal());
     loop {

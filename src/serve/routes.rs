@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine;
 use image::RgbImage;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use super::batcher::{Answer, Batcher, Job, Refused};
@@ -62,11 +62,48 @@ impl IntoResponse for ApiError {
     }
 }
 
-#[derive(Deserialize)]
-pub struct PredictQuery {
-    top_k: Option<usize>,
-    #[serde(default)]
+/// What a prediction request asks for beyond its images: `?top_k=N&cam=true`.
+pub struct PredictOptions {
+    top_k: usize,
     cam: bool,
+}
+
+impl PredictOptions {
+    /// The options of a query string; anything else than one whole `top_k` of at least 1 and
+    /// one `cam` of true or false is refused, naming the parameter.
+    fn parse(query: Option<&str>, classes: usize) -> Result<Self, ApiError> {
+        let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
+        let (mut top_k, mut cam) = (None, None);
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let twice = || bad(format!("the parameter `{key}` is given twice"));
+            match key.as_ref() {
+                "top_k" => {
+                    let k: usize = value.parse().ok().filter(|&k| k >= 1).ok_or_else(|| {
+                        bad(format!("top_k must be a whole number of at least 1, got `{value}`"))
+                    })?;
+                    if top_k.replace(k.min(classes)).is_some() {
+                        return Err(twice());
+                    }
+                }
+                "cam" => {
+                    let on = match value.as_ref() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        other => {
+                            return Err(bad(format!("cam must be true or false, got `{other}`")));
+                        }
+                    };
+                    if cam.replace(on).is_some() {
+                        return Err(twice());
+                    }
+                }
+                other => {
+                    return Err(bad(format!("unknown parameter `{other}`: use top_k and cam")));
+                }
+            }
+        }
+        Ok(Self { top_k: top_k.unwrap_or(5.min(classes)), cam: cam.unwrap_or(false) })
+    }
 }
 
 #[derive(Serialize)]
@@ -84,11 +121,11 @@ struct ImageAnswer {
 /// `multipart/form-data` files.
 pub async fn predict(
     State(app): State<Arc<App>>,
-    Query(query): Query<PredictQuery>,
     request: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let started = Instant::now();
-    let top_k = query.top_k.unwrap_or(5).clamp(1, app.classes);
+    let options = PredictOptions::parse(request.uri().query(), app.classes)?;
+    let top_k = options.top_k;
     let uploads = read_uploads(&app, request).await?;
     let mut images = Vec::with_capacity(uploads.len());
     let mut names = Vec::with_capacity(uploads.len());
@@ -97,7 +134,7 @@ pub async fn predict(
         names.push(name);
     }
     let (reply, answer) = tokio::sync::oneshot::channel();
-    let job = Job { images, top_k, cam: query.cam, reply };
+    let job = Job { images, top_k, cam: options.cam, reply };
     app.batcher.submit(job).map_err(|refused| match refused {
         Refused::Busy => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is busy: try again shortly")
@@ -158,15 +195,20 @@ async fn read_uploads(
         while let Some(field) =
             multipart.next_field().await.map_err(|error| multipart_error(&error, &too_large))?
         {
-            if uploads.len() == app.limits.max_images {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("at most {} images per request", app.limits.max_images),
-                ));
-            }
+            // Form fields that are not files (text) are not images: read past, not counted.
+            let is_file = field.file_name().is_some()
+                || field.content_type().is_some_and(|t| !t.starts_with("text/"));
             let name = field.file_name().map(str::to_string);
             let bytes = field.bytes().await.map_err(|error| multipart_error(&error, &too_large))?;
-            uploads.push((name, bytes.to_vec()));
+            if is_file {
+                if uploads.len() == app.limits.max_images {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("at most {} images per request", app.limits.max_images),
+                    ));
+                }
+                uploads.push((name, bytes.to_vec()));
+            }
         }
         if uploads.is_empty() {
             return Err(ApiError::new(StatusCode::BAD_REQUEST, "the upload holds no file"));
@@ -265,6 +307,22 @@ pub async fn page() -> Html<&'static str> {
     Html(include_str!("page.html"))
 }
 
+/// A method a route does not answer (HEAD, PUT, DELETE, ...): a JSON 405 naming the ones it
+/// does.
+pub async fn method_not_allowed(request: Request) -> Response {
+    let allowed = if request.uri().path() == "/v1/predict" { "POST" } else { "GET, HEAD" };
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not answered at {}: use {allowed}", request.method(), request.uri().path()),
+    )
+    .into_response();
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allowed));
+    response
+}
+
+/// The largest request head (request line and headers) answered: beyond it a JSON 431.
+pub const MAX_HEAD_BYTES: usize = 64 << 10;
+
 /// A route that does not exist.
 pub async fn not_found(request: Request) -> ApiError {
     ApiError::new(
@@ -277,13 +335,23 @@ pub async fn not_found(request: Request) -> ApiError {
 pub async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let route = request.uri().path().to_string();
     let started = Instant::now();
-    let response = match tokio::time::timeout(app.limits.timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!("the request took longer than {} s", app.limits.timeout.as_secs()),
+    let head: usize = request.uri().to_string().len()
+        + request.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
+    let response = if head > MAX_HEAD_BYTES {
+        ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("the request's headers are {head} bytes, over the limit of {MAX_HEAD_BYTES}"),
         )
-        .into_response(),
+        .into_response()
+    } else {
+        match tokio::time::timeout(app.limits.timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request took longer than {} s", app.limits.timeout.as_secs()),
+            )
+            .into_response(),
+        }
     };
     // Unknown paths share one label, so a scan cannot grow the metrics without bound.
     let known = ["/", "/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics"];

@@ -28,7 +28,41 @@ pub fn write_with(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>) -> Re
         // Best effort: never leave a stray half-written temporary behind.
         let _ = fs::remove_file(&temporary);
     }
-    result.with_context(|| format!("cannot write {} (is the disk full?)", path.display()))
+    result.map_err(|error| {
+        let cause = cause_of(&error, path);
+        error.context(format!("cannot write {}{cause}", path.display()))
+    })
+}
+
+/// Why a write to `path` failed, in words, when the error says it: the folder is missing, is
+/// not a folder, is read-only, or the disk is full.
+fn cause_of(error: &anyhow::Error, path: &Path) -> String {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let io = error.chain().find_map(|e| e.downcast_ref::<std::io::Error>());
+    let kind = io.map(std::io::Error::kind);
+    let raw = io.and_then(std::io::Error::raw_os_error);
+    if !parent.exists() {
+        return format!(": the folder {} does not exist", parent.display());
+    }
+    if !parent.is_dir() {
+        return format!(": {} is not a folder", parent.display());
+    }
+    if path.is_dir() {
+        return ": a folder of that name is in the way".into();
+    }
+    match (kind, raw) {
+        (Some(std::io::ErrorKind::PermissionDenied), _) | (_, Some(libc::EROFS)) => {
+            format!(": {} is read-only or not ours to write", parent.display())
+        }
+        (Some(std::io::ErrorKind::StorageFull), _) | (_, Some(libc::ENOSPC)) => {
+            ": the disk is full".into()
+        }
+        (Some(std::io::ErrorKind::FileTooLarge), _) | (_, Some(libc::EFBIG)) => {
+            ": the file is larger than this process may write (a file-size limit)".into()
+        }
+        (Some(std::io::ErrorKind::QuotaExceeded), _) => ": the disk quota is exceeded".into(),
+        _ => String::new(),
+    }
 }
 
 fn temporary_sibling(path: &Path) -> PathBuf {
@@ -59,6 +93,22 @@ fn sync_parent(path: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failed_write_names_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = write(&dir.path().join("nope/file.json"), b"x").unwrap_err();
+        assert!(format!("{missing:#}").contains("does not exist"), "{missing:#}");
+        std::fs::create_dir(dir.path().join("taken")).unwrap();
+        let folder = write(&dir.path().join("taken"), b"x").unwrap_err();
+        assert!(format!("{folder:#}").contains("folder of that name"), "{folder:#}");
+        std::fs::write(dir.path().join("plain"), b"").unwrap();
+        let file_parent = write(&dir.path().join("plain/file.json"), b"x").unwrap_err();
+        assert!(format!("{file_parent:#}").contains("is not a folder"), "{file_parent:#}");
+        for error in [missing, folder, file_parent] {
+            assert!(!format!("{error:#}").contains("disk"), "{error:#}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -1,16 +1,12 @@
-//! Checksums that tell a file is still the bytes that were written: cached downloads (a
-//! `.sha256` file beside them), saved models (the checksum of their tensor data, inside their
-//! own safetensors header) and resume checkpoints (listed in `state.json`). A file that
-//! changed is reported by name, never used.
+//! Checksums that tell a file is still the bytes that were written: saved models (the
+//! checksum of their tensor data, inside their own safetensors header), resume checkpoints
+//! (listed in `state.json`) and the cached ImageNet weights (pinned in the code, see
+//! `weights::fetch`). A file that changed is reported by name, never used.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 use sha2::{Digest, Sha256};
-
-use crate::support::atomic_file;
 
 /// Metadata key of a safetensors file's tensor-data checksum.
 pub const DATA_SHA256: &str = "data_sha256";
@@ -18,40 +14,6 @@ pub const DATA_SHA256: &str = "data_sha256";
 /// The SHA-256 of `bytes`, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn sidecar(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".sha256");
-    path.with_file_name(name)
-}
-
-/// Records the checksum of the file at `path` beside it (`PATH.sha256`).
-pub fn write_sidecar(path: &Path) -> Result<()> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    atomic_file::write(&sidecar(path), sha256_hex(&bytes).as_bytes())
-}
-
-/// Checks the file at `path` against its recorded checksum, once per process per file. A
-/// file cached before checksums were kept gets one now.
-pub fn verify_cached(path: &Path) -> Result<()> {
-    static VERIFIED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
-    let mut verified = VERIFIED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if verified.get_or_insert_with(HashSet::new).contains(path) {
-        return Ok(());
-    }
-    let expected = match std::fs::read_to_string(sidecar(path)) {
-        Ok(text) => text.trim().to_string(),
-        Err(_) => return write_sidecar(path),
-    };
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    ensure!(
-        sha256_hex(&bytes) == expected,
-        "{} is corrupt: its content no longer matches the checksum recorded when it was written",
-        path.display()
-    );
-    verified.get_or_insert_with(HashSet::new).insert(path.to_path_buf());
-    Ok(())
 }
 
 /// The header (as JSON) and the offset of the tensor data of safetensors `bytes`.
@@ -85,6 +47,31 @@ pub fn seal_safetensors(bytes: Vec<u8>) -> Result<Vec<u8>> {
     sealed.extend_from_slice(&text);
     sealed.extend_from_slice(&bytes[data_start..]);
     Ok(sealed)
+}
+
+/// The SHA-256 (hex) of the tensor data of safetensors `bytes`, what [`seal_safetensors`]
+/// records: it does not depend on the order of the header's metadata.
+pub fn tensor_data_sha256(bytes: &[u8]) -> Result<String> {
+    let (_, data_start) = safetensors_header(bytes)?;
+    Ok(sha256_hex(&bytes[data_start..]))
+}
+
+/// The tensor-data checksum a sealed safetensors file records in its header (read from the
+/// header alone), if any.
+pub fn sealed_sha256(path: &Path) -> Result<Option<String>> {
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length)
+        .with_context(|| format!("{} is not a safetensors file", path.display()))?;
+    let length = u64::from_le_bytes(length);
+    ensure!(length <= 100 << 20, "{} has an implausible safetensors header", path.display());
+    let mut header = vec![0u8; length as usize];
+    file.read_exact(&mut header).with_context(|| format!("{} is cut short", path.display()))?;
+    let header: serde_json::Value = serde_json::from_slice(&header)
+        .with_context(|| format!("the safetensors header of {} is not JSON", path.display()))?;
+    Ok(header["__metadata__"][DATA_SHA256].as_str().map(str::to_string))
 }
 
 /// Checks sealed safetensors `bytes` (read from `path`); files saved before checksums were
@@ -129,19 +116,6 @@ mod tests {
         let error = check_safetensors(&flipped, path).unwrap_err();
         assert!(error.to_string().contains("checksum mismatch"), "{error}");
         check_safetensors(&safetensors(), path).expect("unsealed files pass");
-    }
-
-    #[test]
-    fn cached_files_are_verified_against_their_recorded_checksum() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("weights.bin");
-        std::fs::write(&file, b"weights").unwrap();
-        write_sidecar(&file).unwrap();
-        verify_cached(&file).unwrap();
-        let other = dir.path().join("other.bin");
-        std::fs::write(&other, b"weights").unwrap();
-        write_sidecar(&other).unwrap();
-        std::fs::write(&other, b"wEights").unwrap();
-        assert!(verify_cached(&other).unwrap_err().to_string().contains("corrupt"));
+        assert_eq!(tensor_data_sha256(&sealed).unwrap(), sha256_hex(&[0, 0, 128, 63, 0, 0, 0, 64]));
     }
 }

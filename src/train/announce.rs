@@ -38,8 +38,9 @@ pub fn header(
         format!("  recipe   {}: {}", spelling(&config.recipe), describe_recipe(config)),
         format!("  trains   {}", describe_training(config)),
         format!(
-            "  compute  {} backend, {} thread(s), {}",
+            "  compute  {} backend, {}, {} thread(s), {}",
             spelling(&config.compute.backend),
+            crate::compute::arithmetic().describe(),
             rayon::current_num_threads(),
             crate::run::record::cpu_model()
         ),
@@ -101,10 +102,10 @@ fn describe_training(config: &TrainConfig) -> String {
 pub fn warnings(config: &TrainConfig, data: &PreparedData) -> Vec<String> {
     let mut warnings = Vec::new();
     let summary = &data.summary;
-    if let Some(first) = summary.nested_images.first() {
+    if let Some(first) = summary.nested_examples.first() {
         warnings.push(format!(
             "{} image(s) in sub-folders of class folders are not used (a class is one folder), e.g. {}",
-            summary.nested_images.len(),
+            summary.nested_images,
             first.display()
         ));
     }

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::learner::StepInput;
 use crate::config::TrainConfig;
-use crate::data::{BatchRecipe, Batches, DecodedImages, LabeledImage};
+use crate::data::{BatchRecipe, Batches, DecodedImages};
 use crate::features::{self, FeatureVariant};
 use crate::model::Classifier;
 use crate::model::resnet::FEATURE_DIM;
@@ -23,13 +23,12 @@ pub enum Inputs {
 }
 
 impl Inputs {
-    /// The inputs of `images` (the files `files`) for a run of `config` training `model`:
+    /// The inputs of `images` for a run of `config` training `model`:
     /// their stored features when the run uses the feature store, else the images.
     pub fn of(
         config: &TrainConfig,
         model: &Classifier,
         images: &Arc<DecodedImages>,
-        files: &[LabeledImage],
         device: &Device,
         label: &str,
     ) -> Result<Self> {
@@ -37,15 +36,8 @@ impl Inputs {
             return Ok(Inputs::Images(images.clone()));
         }
         let backbone = model.backbone.inference();
-        let rows = features::lookup(
-            config,
-            FeatureVariant::Plain,
-            &backbone,
-            images,
-            files,
-            device,
-            label,
-        )?;
+        let rows =
+            features::lookup(config, FeatureVariant::Plain, &backbone, images, device, label)?;
         Ok(Inputs::Features(Arc::new(rows)))
     }
 

@@ -27,8 +27,8 @@ pub struct Outcome {
 
 /// Trains the run in `run` from where `start` says, on `device`, until its epochs are done or
 /// Ctrl-C. Ctrl-C during any phase ends it with `interrupted` set and the run resumable.
-pub fn train(mut run: TrainingRun, start: Start, device: &Device) -> Result<Outcome> {
-    match train_run(&mut run, start, device) {
+pub fn train(run: &mut TrainingRun, start: Start, device: &Device) -> Result<Outcome> {
+    match train_run(run, start, device) {
         Err(error) if crate::support::interrupt::is_interruption(&error) => {
             Ok(Outcome { history: History::default(), interrupted: true })
         }
@@ -52,7 +52,7 @@ fn train_run(run: &mut TrainingRun, start: Start, device: &Device) -> Result<Out
 
     let data = prepare::prepare_data(&config)?;
     run.settle_classes(&data.classes, &start)?;
-    run.record_dataset(data.summary.clone())?;
+    run.record_dataset(data.summary.clone(), data.files.clone(), &start)?;
     let resume = match start {
         Start::Resume(state) => Some(state),
         Start::Fresh | Start::Finished(_) => None,

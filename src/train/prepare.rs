@@ -7,11 +7,16 @@ use anyhow::{Result, ensure};
 
 use crate::config::TrainConfig;
 use crate::data::{self, DecodedImages, LabeledImage};
-use crate::run::DatasetSummary;
+use crate::run::{DatasetFiles, DatasetSummary, FileRecord};
+
+/// Nested images named in `config.json` (the rest are counted).
+const NESTED_EXAMPLES: usize = 20;
 
 /// Decoded training and validation images.
 pub struct PreparedData {
     pub classes: Vec<String>,
+    /// The images by content, as `dataset.json` records them.
+    pub files: DatasetFiles,
     pub train: Arc<DecodedImages>,
     pub val: Arc<DecodedImages>,
     pub train_files: Vec<LabeledImage>,
@@ -31,17 +36,37 @@ pub fn prepare_data(config: &TrainConfig) -> Result<PreparedData> {
     let size = config.images.image_size;
     let train = data::decode_labeled(&splits.train, size, "decode train")?;
     let val = data::decode_labeled(&splits.val, size, "decode val")?;
-    let bad: Vec<data::BadImage> = train.bad.into_iter().chain(val.bad).collect();
+    let unnamed = splits.bad_names.iter().map(|path| data::BadImage {
+        path: path.clone(),
+        error: format!("{}: the file name is not valid UTF-8", path.display()),
+    });
+    let bad: Vec<data::BadImage> = train.bad.into_iter().chain(val.bad).chain(unnamed).collect();
     data::decoded::ensure_none_bad(&bad, config.images.skip_bad_images)?;
+    let records = |files: &[LabeledImage], images: &DecodedImages| -> Vec<FileRecord> {
+        files
+            .iter()
+            .zip(&images.hashes)
+            .map(|(file, hash)| FileRecord {
+                path: file.path.strip_prefix(&config.data).unwrap_or(&file.path).to_path_buf(),
+                sha256: *hash,
+            })
+            .collect()
+    };
+    let files = DatasetFiles {
+        train: records(&train.files, &train.images),
+        val: records(&val.files, &val.images),
+    };
     Ok(PreparedData {
         classes: splits.classes.clone(),
+        files,
         summary: DatasetSummary {
             classes: splits.classes.len(),
             train_images: train.images.len(),
             val_images: val.images.len(),
             skipped_images: bad,
             ignored_files: splits.ignored,
-            nested_images: splits.nested,
+            nested_images: splits.nested.len(),
+            nested_examples: splits.nested.into_iter().take(NESTED_EXAMPLES).collect(),
         },
         train_files: train.files,
         val_files: val.files,

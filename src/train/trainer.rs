@@ -87,12 +87,12 @@ impl Trainer<'_> {
 
     /// What the steps (`train`) or validation take of the training or the validation images.
     fn inputs_of(&self, train: bool) -> Result<Inputs> {
-        let (images, files, label) = if train {
-            (&self.data.train, &self.data.train_files, "features train")
+        let (images, label) = if train {
+            (&self.data.train, "features train")
         } else {
-            (&self.data.val, &self.data.val_files, "features val")
+            (&self.data.val, "features val")
         };
-        Inputs::of(self.config, &self.learner.model, images, files, &self.device, label)
+        Inputs::of(self.config, &self.learner.model, images, &self.device, label)
     }
 
     /// The optimizer steps of the current epoch; Ctrl-C stops it after a step.
@@ -200,7 +200,6 @@ impl Trainer<'_> {
             FeatureVariant::Plain,
             &self.learner.model.backbone.inference(),
             &self.data.train,
-            &self.data.train_files,
             &self.device,
             "features train",
         )?;

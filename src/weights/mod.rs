@@ -48,9 +48,10 @@ pub fn read_imagenet(path: Option<&Path>) -> Result<NamedTensors> {
                     cached.display()
                 );
             }
-            if let Err(error) = crate::support::checksum::verify_cached(&cached) {
+            if let Err(error) = fetch::verify_cached_weights(&cached) {
                 eprintln!("{error:#}; fetching the weights again");
                 fetch::fetch_resnet50(true)?;
+                fetch::verify_cached_weights(&cached)?;
             }
             NamedTensors::read_safetensors(&cached)
         }

@@ -2,7 +2,7 @@
 //! configuration at reduced size, awkward shapes, and several thread counts.
 
 use fruitlab_kernels::{
-    Activation, ConvShape, activation_backward, bias_backward, conv2d_backward_input,
+    Activation, ConvShape, Gemm, activation_backward, bias_backward, conv2d_backward_input,
     conv2d_backward_weight, conv2d_forward,
 };
 
@@ -11,7 +11,7 @@ use crate::util::{assert_close, random, to_f64, with_threads};
 
 /// Thread counts each case runs under: serial, the GEMM-parallel path for small problems,
 /// and an odd count that does not divide the tile counts.
-const THREADS: [usize; 3] = [1, 2, 3];
+pub const THREADS: [usize; 3] = [1, 2, 3];
 
 /// A square-kernel, square-stride convolution: `(batch, in_hw, in_c, out_c, k, stride, pad)`.
 fn square(
@@ -39,7 +39,7 @@ fn square(
 }
 
 /// ResNet-50 configurations (Keras layout, plus torchvision's 3x3 stride 2) at small sizes.
-fn resnet_shapes() -> Vec<(&'static str, ConvShape)> {
+pub fn resnet_shapes() -> Vec<(&'static str, ConvShape)> {
     vec![
         ("stem 7x7/2 50x50", square(2, 50, 3, 64, 7, 2, 3)),
         ("stem 7x7/2 25x25", square(1, 25, 3, 64, 7, 2, 3)),
@@ -65,7 +65,7 @@ fn resnet_shapes() -> Vec<(&'static str, ConvShape)> {
     ]
 }
 
-fn awkward_shapes() -> Vec<(&'static str, ConvShape)> {
+pub fn awkward_shapes() -> Vec<(&'static str, ConvShape)> {
     vec![
         ("1x1 spatial, 1x1 kernel", square(2, 1, 64, 3, 1, 1, 0)),
         ("1x1 spatial, 3x3 pad 1", square(1, 1, 64, 64, 3, 1, 1)),
@@ -128,13 +128,13 @@ fn check_against_reference(name: &str, s: &ConvShape, seed: u64) {
         with_threads(threads, || {
             // Garbage-filled outputs: the kernels must overwrite every element.
             let mut y = vec![f32::NAN; s.output_len()];
-            conv2d_forward(s, &x, &w, Some(&b), None, Activation::Identity, &mut y);
+            conv2d_forward(Gemm::F32, s, &x, &w, Some(&b), None, Activation::Identity, &mut y);
             assert_close(&what("forward"), &y, &y_ref);
             let mut dx = vec![f32::NAN; s.input_len()];
-            conv2d_backward_input(s, &g, &w, &mut dx);
+            conv2d_backward_input(Gemm::F32, s, &g, &w, &mut dx);
             assert_close(&what("backward input"), &dx, &dx_ref);
             let mut dw = vec![f32::NAN; s.weight_len()];
-            conv2d_backward_weight(s, &x, &g, &mut dw);
+            conv2d_backward_weight(Gemm::F32, s, &x, &g, &mut dw);
             assert_close(&what("backward weight"), &dw, &dw_ref);
         });
     }
@@ -182,7 +182,7 @@ fn fused_epilogues_match_reference() {
                         })
                         .collect();
                     let mut y = vec![f32::NAN; s.output_len()];
-                    conv2d_forward(s, &x, &w, bias, residual, act, &mut y);
+                    conv2d_forward(Gemm::F32, s, &x, &w, bias, residual, act, &mut y);
                     let what = format!(
                         "{s:?} bias {} residual {} {act:?}",
                         bias.is_some(),
@@ -254,7 +254,7 @@ fn single_tap_weight_selects_a_shifted_input_channel() {
     w[((co * s.in_c + ci) * 3 + ky) * 3 + kx] = 1.0;
     let x: Vec<f32> = (0..s.input_len()).map(|i| i as f32).collect();
     let mut y = vec![f32::NAN; s.output_len()];
-    conv2d_forward(&s, &x, &w, None, None, Activation::Identity, &mut y);
+    conv2d_forward(Gemm::F32, &s, &x, &w, None, None, Activation::Identity, &mut y);
     assert_eq!((s.out_h(), s.out_w()), (3, 4));
     for n in 0..2 {
         for oy in 0..3 {
@@ -306,5 +306,14 @@ fn invalid_shapes_are_rejected() {
 fn wrong_slice_length_panics() {
     let s = square(1, 4, 3, 2, 3, 1, 0);
     let mut y = vec![0.0; s.output_len()];
-    conv2d_forward(&s, &vec![0.0; s.input_len()], &[0.0; 53], None, None, Activation::Relu, &mut y);
+    conv2d_forward(
+        Gemm::F32,
+        &s,
+        &vec![0.0; s.input_len()],
+        &[0.0; 53],
+        None,
+        None,
+        Activation::Relu,
+        &mut y,
+    );
 }

@@ -130,6 +130,7 @@ fn conv_forward(
     let shape = conv_shape(&x, &weight, geometry);
     let mut y = vec![0f32; shape.output_len()];
     fruitlab_kernels::conv2d_forward(
+        crate::compute::arithmetic().gemm,
         &shape,
         slice(&x),
         slice(&weight),
@@ -188,13 +189,14 @@ fn conv_backward(
     let mut g = slice(&values(&dy)).to_vec();
     fruitlab_kernels::activation_backward(activation(apply_relu), slice(&y), &mut g);
     let output_dims = [shape.batch, shape.out_h(), shape.out_w(), shape.out_c];
+    let gemm = crate::compute::arithmetic().gemm;
     if let Some(node) = bias_node {
         let db = fruitlab_kernels::bias_backward(&g, shape.out_c);
         grads.register::<Flex>(node, flex_tensor(db, [shape.out_c]));
     }
     if let Some(node) = x_node {
         let mut dx = vec![0f32; shape.input_len()];
-        fruitlab_kernels::conv2d_backward_input(&shape, &g, slice(&weight), &mut dx);
+        fruitlab_kernels::conv2d_backward_input(gemm, &shape, &g, slice(&weight), &mut dx);
         grads.register::<Flex>(
             node,
             flex_tensor(dx, [shape.batch, shape.in_h, shape.in_w, shape.in_c]),
@@ -202,7 +204,7 @@ fn conv_backward(
     }
     if let Some(node) = weight_node {
         let mut dw = vec![0f32; shape.weight_len()];
-        fruitlab_kernels::conv2d_backward_weight(&shape, slice(&x), &g, &mut dw);
+        fruitlab_kernels::conv2d_backward_weight(gemm, &shape, slice(&x), &g, &mut dw);
         let dims = [shape.out_c, shape.in_c, shape.kernel_h, shape.kernel_w];
         grads.register::<Flex>(node, flex_tensor(dw, dims));
     }
