@@ -13,7 +13,7 @@ use crate::config::{Init, Mode, Recipe};
 use crate::data::{self, Augment, BatchRecipe, ImageFolder};
 use crate::inference::rows;
 use crate::model::{BatchNormMode, Classifier, HeadKind, Layout};
-use crate::preprocess::Normalization;
+use crate::preprocess::{InputSpec, Normalization};
 use crate::train::learner::{Learner, StepInput};
 
 /// Classes of the benchmark head (Fruits-360's).
@@ -168,7 +168,8 @@ pub fn bench_data(root: &Path, image_size: usize, limit: usize) -> Result<DataBe
     let step = (folder.images.len() / limit.max(1)).max(1);
     let sample: Vec<_> = folder.images.iter().step_by(step).take(limit).cloned().collect();
     let started = Instant::now();
-    let (decoded, bad) = data::decode_all(&sample, image_size, &|_| {});
+    let input = InputSpec::trained(image_size, 1.0, Normalization::Caffe);
+    let (decoded, bad) = data::decode_all(&sample, &input, &|_| {});
     data::decoded::ensure_none_bad(&bad, false)?;
     let decode_img_per_s = sample.len() as f64 / started.elapsed().as_secs_f64();
     let decoded = Arc::new(decoded);

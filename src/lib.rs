@@ -1,5 +1,6 @@
 //! fruitlab: transfer learning for image classification with ResNet-50, on burn.
 
+pub mod audit;
 pub mod bench;
 pub mod cam;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod run;
 pub mod serve;
 pub mod support;
 pub mod train;
+pub mod trust;
 pub mod weights;
 
 /// The burn release fruitlab is built and tested with (pinned in Cargo.toml).

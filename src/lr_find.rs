@@ -42,7 +42,9 @@ pub fn lr_find(config: &TrainConfig, sweep: &Sweep, out: &Path, device: &Device)
     device.seed(config.optimization.seed);
     let data = prepare_data(config)?;
     let model = build_model(config, data.classes.len(), &device.clone().autodiff())?;
-    let mut learner = Learner::new(config, model, device);
+    let weights =
+        crate::train::learner::class_weights(config, &data.train.labels, data.classes.len());
+    let mut learner = Learner::new(config, model, device).with_class_weights(weights);
     let batch_size = config.optimization.batch_size;
     let samples = SampleStream::new(data.train.len(), config.optimization.seed)
         .slice(0, sweep.steps * batch_size);

@@ -105,6 +105,47 @@ fn predictions_description_health_and_metrics() {
 }
 
 #[test]
+fn answers_say_none_of_these_and_uncertain_uploads_are_kept_for_labelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained_run(dir.path());
+    let kept = dir.path().join("to-label");
+    let server = Server::start(&[
+        "--run",
+        run.to_str().unwrap(),
+        "--save-uncertain",
+        kept.to_str().unwrap(),
+    ]);
+    let model: Value = agent()
+        .get(format!("{}/v1/model", server.url))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    let temperature = model["calibration"]["temperature"].as_f64().unwrap();
+    assert!(temperature > 0.0, "{model}");
+    // A clothing photo is none of the ten fruits; a banana is a banana.
+    let hat = common::shared().join("datasets/clothing10/Test/hat");
+    let hat = hat.read_dir().unwrap().next().unwrap().unwrap().path();
+    let banana = read(&common::mini_dataset().join("Test/Banana/141_100.jpg"));
+    let (content_type, form) = multipart(&[("banana.jpg", banana), ("hat.jpg", read(&hat))]);
+    let (status, body) = post(&format!("{}/v1/predict", server.url), &content_type, &form);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["predictions"][0]["unknown"], false, "{body}");
+    assert_eq!(body["predictions"][1]["unknown"], true, "{body}");
+    // Only the hat is kept, with its prediction beside it.
+    let files: Vec<String> = kept
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let record = files.iter().find(|f| f.ends_with(".json")).unwrap();
+    let record: Value = serde_json::from_slice(&read(&kept.join(record))).unwrap();
+    assert_eq!(record["filename"], "hat.jpg", "{record}");
+}
+
+#[test]
 fn bad_requests_get_json_errors_and_the_server_stays_up() {
     common::cached_weights();
     let server =

@@ -43,6 +43,14 @@ pub fn execute(args: CompareArgs) -> Result<ExitCode> {
                     flags.init = init;
                     (flags.config(data.clone()), args.out.join(name))
                 });
+            let mut configs = configs;
+            for (config, _) in &mut configs {
+                // Both runs see the same data, so one says what was chosen.
+                let notes = crate::config::from_data::resolve(config)?;
+                if config.init == Init::Imagenet {
+                    notes.iter().for_each(|note| eprintln!("from the data: {note}"));
+                }
+            }
             for (config, _) in &configs {
                 config.validate()?;
             }

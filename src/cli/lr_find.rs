@@ -40,7 +40,7 @@ pub fn execute(args: LrFindArgs) -> Result<ExitCode> {
         args.end_lr
     );
     crate::run::RunDir::refuse_inside_run(&args.out, "--out")?;
-    let config = args.flags.config(args.data.clone());
+    let config = super::train::from_data(args.flags.config(args.data.clone()))?;
     config.validate()?;
     let device = config.compute.setup()?;
     let sweep = Sweep { start: args.start_lr, end: args.end_lr, steps: args.sweep_steps as usize };

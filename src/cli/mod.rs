@@ -1,6 +1,7 @@
 //! The `fruitlab` command line: argument parsing and printing, one module per command; the
 //! work itself lives in the library's modules.
 
+mod audit;
 mod bench;
 mod cam;
 mod compare;
@@ -66,6 +67,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Find a learning rate: the loss over a sweep of rates, and a suggestion.
     LrFind(Box<lr_find::LrFindArgs>),
+    /// The dataset's own mistakes: likely label errors, the same photo twice, outliers.
+    Audit(audit::AuditArgs),
 }
 
 /// Where the network runs: the compute settings' flags.
@@ -95,6 +98,9 @@ pub struct ModelArgs {
     /// model.json or converted .safetensors).
     #[arg(long)]
     pub weights: Option<String>,
+    /// Answer every image with its closest classes, never "not one of the classes I know".
+    #[arg(long)]
+    pub no_reject: bool,
 }
 
 impl ModelArgs {
@@ -120,13 +126,14 @@ impl ModelArgs {
 
     /// Loads the model for prediction.
     pub fn predictor(&self, run: Option<&RunDir>, device: &Device) -> Result<Predictor> {
-        match run {
-            Some(dir) => Predictor::from_run(dir, self.checkpoint(), device),
+        let predictor = match run {
+            Some(dir) => Predictor::from_run(dir, self.checkpoint(), device)?,
             None => {
                 let file = Some(self.weights_name()).filter(|w| *w != "imagenet");
-                Predictor::imagenet(file.map(Path::new), device)
+                Predictor::imagenet(file.map(Path::new), device)?
             }
-        }
+        };
+        Ok(if self.no_reject { predictor.without_rejection() } else { predictor })
     }
 }
 
@@ -150,5 +157,6 @@ pub fn execute() -> Result<ExitCode> {
         Command::Export(args) => export::execute(args),
         Command::Serve(args) => serve::execute(args),
         Command::LrFind(args) => lr_find::execute(*args),
+        Command::Audit(args) => audit::execute(args),
     }
 }

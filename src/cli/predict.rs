@@ -59,7 +59,10 @@ pub fn execute(args: PredictArgs) -> Result<ExitCode> {
             }
         }
     }
-    print_predictions(&predictions, args.json)?;
+    if let Some(note) = &predictor.note {
+        eprintln!("note: {note}");
+    }
+    print_predictions(&predictions, predictor.classes.len(), args.json)?;
     if !failed.is_empty() {
         bail!(
             "{} of {} images could not be classified: {}",
@@ -120,13 +123,16 @@ fn is_stdout(path: &std::path::Path) -> bool {
     }
 }
 
-fn print_predictions(predictions: &[Prediction], json: bool) -> Result<()> {
+fn print_predictions(predictions: &[Prediction], classes: usize, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(predictions)?);
         return Ok(());
     }
     for prediction in predictions {
         println!("{}", prediction.image.display());
+        if prediction.unknown == Some(true) {
+            println!("  not one of the {} classes I know; the closest:", classes);
+        }
         for (rank, guess) in prediction.top.iter().enumerate() {
             println!(
                 "  {}. {} ({})  {:.2}%",

@@ -1,6 +1,7 @@
 //! `fruitlab serve`: a trained run (or the ImageNet model) behind HTTP, with a page.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::{ComputeArgs, ModelArgs};
+use crate::serve::uncertain::UncertainStore;
 use crate::serve::{self, ModelInfo, ServeOptions};
 
 #[derive(Args)]
@@ -44,6 +46,19 @@ pub struct ServeArgs {
     /// Seconds a client has to send its request headers (slow clients are dropped).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
     header_timeout_s: u32,
+    /// Keep the uploads the model rejects as "none of these", or is unsure of, in this folder
+    /// (each image beside a JSON of its prediction), for a person to label.
+    #[arg(long)]
+    save_uncertain: Option<PathBuf>,
+    /// With --save-uncertain: also keep uploads whose top probability is under this.
+    #[arg(long, default_value_t = 0.5, requires = "save_uncertain")]
+    uncertain_below: f32,
+    /// With --save-uncertain: the most files the folder may hold (images and their JSON).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(2..), requires = "save_uncertain")]
+    uncertain_max_files: u32,
+    /// With --save-uncertain: the most megabytes the folder may hold.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..), requires = "save_uncertain")]
+    uncertain_max_mb: u32,
     #[command(flatten)]
     compute: ComputeArgs,
 }
@@ -63,6 +78,23 @@ pub fn execute(args: ServeArgs) -> Result<ExitCode> {
         max_images: args.max_images as usize,
         timeout: Duration::from_secs(args.timeout_s as u64),
         header_timeout: Duration::from_secs(args.header_timeout_s as u64),
+        uncertain: match &args.save_uncertain {
+            Some(dir) => {
+                crate::run::RunDir::refuse_inside_run(dir, "--save-uncertain")?;
+                anyhow::ensure!(
+                    args.uncertain_below.is_finite() && (0.0..=1.0).contains(&args.uncertain_below),
+                    "--uncertain-below must be a probability in [0, 1], got {}",
+                    args.uncertain_below
+                );
+                Some(UncertainStore::open(
+                    dir.clone(),
+                    args.uncertain_below,
+                    args.uncertain_max_files as usize,
+                    args.uncertain_max_mb as u64 * 1_000_000,
+                )?)
+            }
+            None => None,
+        },
     };
     serve::serve(predictor, model, options)?;
     eprintln!("stopped");

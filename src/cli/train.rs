@@ -65,8 +65,10 @@ pub fn execute(args: TrainArgs) -> Result<ExitCode> {
             let device = ready(run.config())?;
             (run, start, device)
         }
-        (None, Some(path), _, Some(out)) => new_run(read_config_file(path)?, out)?,
-        (None, None, Some(data), Some(out)) => new_run(args.flags.config(data.clone()), out)?,
+        (None, Some(path), _, Some(out)) => new_run(from_data(read_config_file(path)?)?, out)?,
+        (None, None, Some(data), Some(out)) => {
+            new_run(from_data(args.flags.config(data.clone()))?, out)?
+        }
         _ => bail!("give --data and --out (or --config and --out, or --resume)"),
     };
     let dir = run.dir().clone();
@@ -93,6 +95,14 @@ pub fn execute(args: TrainArgs) -> Result<ExitCode> {
         None => bail!("the run trained no epoch"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `config` with the settings left to the data chosen from it, each choice said on stderr.
+pub(super) fn from_data(mut config: TrainConfig) -> Result<TrainConfig> {
+    for note in config::from_data::resolve(&mut config)? {
+        eprintln!("from the data: {note}");
+    }
+    Ok(config)
 }
 
 /// The device of a checked configuration.

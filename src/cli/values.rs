@@ -6,7 +6,7 @@ use clap::ValueEnum;
 use clap::builder::PossibleValue;
 
 use crate::compute::{Backend, Precision};
-use crate::config::{Init, Mode, Monitor, OptimizerKind, Recipe, Schedule};
+use crate::config::{ClassBalance, Init, Mode, Monitor, OptimizerKind, Recipe, Schedule};
 use crate::model::{BatchNormMode, HeadKind, Layout, TrainFrom};
 use crate::preprocess::Normalization;
 use crate::support::spelling;
@@ -43,6 +43,10 @@ cli_values!(Mode {
     Frozen: "train only the new top on a fixed feature extractor",
 });
 cli_values!(Monitor { Loss: "validation loss", Accuracy: "validation accuracy" });
+cli_values!(ClassBalance {
+    None: "every image counts alike",
+    Weights: "each image's loss weighted inversely to its class's size",
+});
 cli_values!(OptimizerKind {
     Sgd: "SGD with momentum",
     Adam: "Adam",

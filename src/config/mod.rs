@@ -2,6 +2,7 @@
 //! (declared once, in [`settings`]), the named recipes that fill them in ([`recipe`]), and
 //! their checks ([`validate`]).
 
+pub mod from_data;
 pub mod recipe;
 pub mod settings;
 pub mod validate;
@@ -69,7 +70,46 @@ pub enum Monitor {
     Accuracy,
 }
 
-crate::spelled_setting!(Init, Mode, OptimizerKind, Schedule, Monitor);
+/// How uneven classes are weighed in training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassBalance {
+    /// Every image counts alike (large classes count more).
+    None,
+    /// Each image's loss weighted inversely to its class's share of the training images, so
+    /// that every class counts alike.
+    Weights,
+}
+
+crate::spelled_setting!(Init, Mode, OptimizerKind, Schedule, Monitor, ClassBalance);
+
+impl ImageConfig {
+    /// The input size: chosen from the data before a run starts (see [`from_data`]); a
+    /// configuration that never was falls back to the small-image default.
+    pub fn size(&self) -> usize {
+        self.image_size.unwrap_or(100)
+    }
+
+    /// The share of the shorter side kept (see [`from_data`] as for [`ImageConfig::size`]).
+    pub fn crop_fraction(&self) -> f32 {
+        self.crop.unwrap_or(1.0) as f32
+    }
+
+    /// The validation split (see [`from_data`] as for [`ImageConfig::size`]).
+    pub fn split(&self) -> crate::data::ValSplit {
+        self.val_split.unwrap_or(crate::data::ValSplit::Blocks(0.2))
+    }
+
+    /// The training augmentation (see [`from_data`] as for [`ImageConfig::size`]).
+    pub fn augmentation(&self) -> crate::data::Augment {
+        self.augment.clone().unwrap_or_else(crate::data::Augment::notebook)
+    }
+
+    /// How an image file becomes the network's input.
+    pub fn input(&self) -> crate::preprocess::InputSpec {
+        crate::preprocess::InputSpec::trained(self.size(), self.crop_fraction(), self.normalization)
+    }
+}
 
 /// The complete, resolved configuration of a training run: what it is (recipe, mode,
 /// initialisation, dataset) and its settings by section. `config.json` holds it flat, one key

@@ -160,9 +160,9 @@ mod tests {
         assert_eq!(c.model.batchnorm, BatchNormMode::Frozen);
         assert_eq!(
             (c.images.normalization, c.images.augment.clone()),
-            (Normalization::Caffe, Augment::notebook())
+            (Normalization::Caffe, None)
         );
-        assert_eq!((c.model.head, c.images.image_size, o.seed), (HeadKind::Mlp, 100, 42));
+        assert_eq!((c.model.head, c.images.image_size, o.seed), (HeadKind::Mlp, None, 42));
         assert_eq!((c.model.train_from, o.label_smoothing), (TrainFrom::Stage3, 0.1));
     }
 
@@ -182,7 +182,7 @@ mod tests {
         let o = &c.optimization;
         assert_eq!((o.optimizer, o.lr, o.batch_size), (OptimizerKind::Adam, 1e-3, 64));
         assert_eq!((c.schedule.steps_per_epoch, o.schedule), (None, Schedule::Constant));
-        assert!(c.images.feature_cache && c.images.augment.is_identity());
+        assert!(c.images.feature_cache && c.images.augmentation().is_identity());
         assert_eq!((c.model.head, o.label_smoothing), (HeadKind::Linear, 0.1));
         assert_eq!(
             (c.schedule.epochs, c.stopping.patience, c.stopping.patience_on),
@@ -200,7 +200,7 @@ mod tests {
             assert_eq!((o.schedule, o.warmup_steps), (Schedule::Constant, 0));
             assert_eq!((c.model.batchnorm, o.backbone_lr_scale), (BatchNormMode::Train, 1.0));
             assert_eq!(c.images.normalization, Normalization::Rescale);
-            assert_eq!(c.images.augment, Augment::notebook());
+            assert_eq!(c.images.augment, Some(Augment::notebook()));
             assert!(!c.images.feature_cache);
             assert_eq!((c.model.train_from, o.label_smoothing), (TrainFrom::Stem, 0.0));
         }
@@ -228,7 +228,7 @@ mod tests {
                 "stage3 fine-tuning from ImageNet weights, stem otherwise; notebook recipe: stem",
             ),
             ("steps_per_epoch", "495 fine-tuning, a full pass frozen; notebook recipe: 495"),
-            ("val_split", "blocks:0.2"),
+            ("val_split", "from the data: blocks:0.2 for video frames, groups:0.2 otherwise"),
             ("patience", "off fine-tuning, 3 frozen; notebook recipe: off"),
             ("threads", "all cores"),
         ];

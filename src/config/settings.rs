@@ -17,11 +17,17 @@ macro_rules! training_settings {
             /// Which images train and validate, and how they become network inputs.
             images: ImageConfig / ImageOverrides {
                 /// Validation images: `blocks:F` (a contiguous run of frames, fraction F, of
-                /// every recording), `recordings` (one whole recording per class), `tail:F`
-                /// (the last frames of each class) or `test` (the dataset's `Test/` folder).
-                val_split: $crate::data::ValSplit = $crate::data::ValSplit::Blocks(0.2),
+                /// every recording), `groups:F` (whole sittings of photos), `recordings` (one
+                /// whole recording per class), `tail:F` (the last frames of each class) or
+                /// `test` (the dataset's `Test/` folder).
+                val_split: $crate::data::ValSplit
+                    [optional "from the data: blocks:0.2 for video frames, groups:0.2 otherwise"] = None,
                 /// Input size in pixels.
-                image_size: usize = 100,
+                image_size: usize [optional "from the data: 100 for small images, 224 for photos"] = None,
+                /// The share of the image's shorter side kept, around its centre, before it is
+                /// resized to the input: 1 keeps the whole centred square, 0.875 is ImageNet's
+                /// evaluation crop (the shorter side to 256, the centre 224).
+                crop: f64 [optional "from the data: 1 for small images, 0.875 for photos"] = None,
                 /// Train on every Nth video frame of each class (neighbouring frames are
                 /// near-copies); validation keeps all its images.
                 frame_stride: usize = 1,
@@ -31,13 +37,18 @@ macro_rules! training_settings {
                 } else {
                     $crate::preprocess::Normalization::Caffe
                 },
-                /// Training augmentation: `none`, `notebook` (shear 0.2, zoom 0.2, flip), or a
-                /// list like `flip,zoom=0.2,shear=0.2,rotation=10,shift=0.1,brightness=0.8:1.2`.
-                augment: $crate::data::Augment = if case.notebook || !case.frozen {
-                    $crate::data::Augment::notebook()
-                } else {
-                    $crate::data::Augment::default()
-                },
+                /// Training augmentation: `none`, `notebook` (shear 0.2, zoom 0.2, flip), `photo`
+                /// (random resized crops of 25-100% of the area, flip, brightness and colour
+                /// jitter), or a list like `flip,zoom=0.2,crop=0.3:1,brightness=0.8:1.2`.
+                augment: $crate::data::Augment
+                    [optional "from the data: notebook for small images, photo for photos"] =
+                    if case.notebook {
+                        Some($crate::data::Augment::notebook())
+                    } else if case.frozen {
+                        Some($crate::data::Augment::default())
+                    } else {
+                        None
+                    },
                 /// Frozen mode: run the backbone on augmented images every epoch instead of
                 /// caching its features once (slower; the only way to augment in frozen mode).
                 // The notebook ran the backbone on augmented images every epoch.
@@ -79,6 +90,9 @@ macro_rules! training_settings {
                 } else {
                     $crate::model::TrainFrom::Stem
                 },
+                /// "None of these": the share of validation images (images of the classes) the
+                /// rejection threshold may reject, fitted at the end of training.
+                reject_rate: f64 = 0.02,
             }
 
             /// The optimizer, its learning rates and the loss.
@@ -111,6 +125,9 @@ macro_rules! training_settings {
                 /// Label smoothing of the cross-entropy.
                 // Near-copies of the training frames otherwise make the top overconfident.
                 label_smoothing: f64 = if case.notebook { 0.0 } else { 0.1 },
+                /// How uneven classes are weighed: `none` (every image alike) or `weights` (the
+                /// loss of each image inversely to its class's size: every class alike).
+                class_balance: $crate::config::ClassBalance = $crate::config::ClassBalance::None,
                 /// Seed of the initialisation, data order and augmentation.
                 seed: u64 = 42,
             }

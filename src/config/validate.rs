@@ -52,7 +52,13 @@ impl TrainConfig {
                 format!("--epochs x --steps-per-epoch x --batch-size is {images} images: too many to train")
             });
         }
-        p.whole("--image-size", self.images.image_size, 32, 1024);
+        match self.images.image_size {
+            Some(size) => p.whole("--image-size", size, 32, 1024),
+            None => p.require(false, || "--image-size: not chosen from the data yet".into()),
+        }
+        if let Some(crop) = self.images.crop {
+            p.number("--crop", crop, 0.1, 1.0, false);
+        }
         p.whole("--frame-stride", self.images.frame_stride, 1, 100_000);
         p.whole("--warmup-steps", self.optimization.warmup_steps, 0, 100_000_000);
         p.whole("--head-warmup-epochs", self.schedule.head_warmup_epochs, 0, 10_000);
@@ -67,13 +73,16 @@ impl TrainConfig {
             p.whole("--patience", patience, 1, 100_000);
         }
         p.number("--label-smoothing", self.optimization.label_smoothing, 0.0, 0.5, false);
+        p.number("--reject-rate", self.model.reject_rate, 0.0, 0.5, true);
         if let Some(target) = self.stopping.stop_at_accuracy {
             p.number("--stop-at-accuracy", target, 0.0, 1.0, true);
         }
-        if let ValSplit::Tail(f) | ValSplit::Blocks(f) = self.images.val_split {
+        if let Some(ValSplit::Tail(f) | ValSplit::Blocks(f) | ValSplit::Groups(f)) =
+            self.images.val_split
+        {
             p.number("--val-split", f, 0.0, 0.99, true);
         }
-        for problem in self.images.augment.problems() {
+        for problem in self.images.augmentation().problems() {
             p.require(false, || format!("--augment: {problem}"));
         }
         if p.0.is_empty() {
@@ -85,12 +94,18 @@ impl TrainConfig {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{Init, Mode, Overrides, Recipe, resolve};
+    use crate::config::{Init, Mode, Overrides, Recipe, TrainConfig, resolve};
+
+    /// The configuration with an input size, as chosen from small images.
+    fn sized(recipe: Recipe, mode: Mode, init: Init, mut overrides: Overrides) -> TrainConfig {
+        overrides.images.image_size.get_or_insert(100);
+        resolve(recipe, mode, init, "d".into(), overrides)
+    }
 
     fn with(change: impl FnOnce(&mut Overrides)) -> anyhow::Result<()> {
         let mut overrides = Overrides::default();
         change(&mut overrides);
-        resolve(Recipe::Default, Mode::Finetune, Init::Imagenet, "d".into(), overrides).validate()
+        sized(Recipe::Default, Mode::Finetune, Init::Imagenet, overrides).validate()
     }
 
     #[test]
@@ -98,9 +113,7 @@ mod tests {
         for recipe in [Recipe::Default, Recipe::Notebook] {
             for mode in [Mode::Finetune, Mode::Frozen] {
                 for init in [Init::Imagenet, Init::Random] {
-                    resolve(recipe, mode, init, "d".into(), Overrides::default())
-                        .validate()
-                        .unwrap();
+                    sized(recipe, mode, init, Overrides::default()).validate().unwrap();
                 }
             }
         }
@@ -125,6 +138,14 @@ mod tests {
             ),
             (|o| o.images.augment = Some("zoom=1.5".parse().unwrap()), "--augment"),
         ];
+        let unchosen = resolve(
+            Recipe::Default,
+            Mode::Finetune,
+            Init::Imagenet,
+            "d".into(),
+            Overrides::default(),
+        );
+        assert!(unchosen.validate().unwrap_err().to_string().contains("--image-size"));
         for (change, flag) in cases {
             let error = with(change).unwrap_err().to_string();
             assert!(error.contains(flag), "{flag} not named in: {error}");

@@ -26,12 +26,28 @@ pub struct Augment {
     pub brightness: Option<(f32, f32)>,
     /// Colour jitter: each channel scaled by its own factor in `[1 - color, 1 + color]`.
     pub color: f32,
+    /// Random resized crops (torchvision's `RandomResizedCrop`): a crop of this range of the
+    /// image's area, of aspect ratio 3/4 to 4/3, anywhere in it, stretched to the whole
+    /// image (then zoom and shift are not drawn).
+    pub crop: Option<(f32, f32)>,
 }
 
 impl Augment {
     /// The notebook's generator: `shear_range=0.2, zoom_range=0.2, horizontal_flip=True`.
     pub fn notebook() -> Self {
         Self { shear: 0.2, zoom: 0.2, horizontal_flip: true, ..Self::default() }
+    }
+
+    /// For photos: random resized crops of a quarter of the area or more, flips, brightness
+    /// and colour jitter (what ImageNet training uses, milder crops for small datasets).
+    pub fn photo() -> Self {
+        Self {
+            crop: Some((0.25, 1.0)),
+            horizontal_flip: true,
+            brightness: Some((0.8, 1.2)),
+            color: 0.1,
+            ..Self::default()
+        }
     }
 
     pub fn is_identity(&self) -> bool {
@@ -56,11 +72,20 @@ impl Augment {
         range("color", self.color, 0.0, 1.0, true);
         range("width_shift", self.width_shift, 0.0, 1.0, false);
         range("height_shift", self.height_shift, 0.0, 1.0, false);
+        let mut ordered = Vec::new();
+        if let Some((low, high)) = self.crop {
+            range("crop (low)", low, 0.01, 1.0, false);
+            range("crop (high)", high, 0.01, 1.0, false);
+            ordered.push(("crop", low, high));
+        }
         if let Some((low, high)) = self.brightness {
             range("brightness (low)", low, 0.0, 10.0, false);
             range("brightness (high)", high, 0.0, 10.0, false);
+            ordered.push(("brightness", low, high));
+        }
+        for (name, low, high) in ordered {
             if low > high {
-                problems.push(format!("brightness range {low}:{high} has low above high"));
+                problems.push(format!("{name} range {low}:{high} has low above high"));
             }
         }
         problems
@@ -88,6 +113,11 @@ impl Augment {
         } else {
             [1.0; 3]
         };
+        // Drawn after the others, for the same reason.
+        let (zoom_rows, zoom_cols, shift_rows, shift_cols) = match self.crop {
+            Some(scale) => random_resized_crop(rng, scale),
+            None => (zoom_rows, zoom_cols, shift_rows, shift_cols),
+        };
         Transform {
             rotation,
             shift_rows,
@@ -102,6 +132,28 @@ impl Augment {
     }
 }
 
+/// A random resized crop as the affine's zoom (the crop's height and width as fractions of the
+/// image's) and shift (its centre's offset), as torchvision draws it: an area fraction in
+/// `scale`, a log-uniform aspect ratio in 3/4..4/3, a place anywhere inside; after ten misses
+/// the whole image.
+fn random_resized_crop(rng: &mut impl Rng, (low, high): (f32, f32)) -> (f32, f32, f32, f32) {
+    let ratio = (0.75f32.ln(), (4.0f32 / 3.0).ln());
+    for _ in 0..10 {
+        let area = rng.random_range(low..=high);
+        let aspect = rng.random_range(ratio.0..=ratio.1).exp();
+        let (width, height) = ((area * aspect).sqrt(), (area / aspect).sqrt());
+        if width <= 1.0 && height <= 1.0 {
+            let mut place = |side: f32| {
+                let room = (1.0 - side) / 2.0;
+                if room > 0.0 { rng.random_range(-room..=room) } else { 0.0 }
+            };
+            let (rows, cols) = (place(height), place(width));
+            return (height, width, rows, cols);
+        }
+    }
+    (1.0, 1.0, 0.0, 0.0)
+}
+
 impl std::str::FromStr for Augment {
     type Err = String;
 
@@ -111,6 +163,7 @@ impl std::str::FromStr for Augment {
         match spec {
             "none" => return Ok(Self::default()),
             "notebook" => return Ok(Self::notebook()),
+            "photo" => return Ok(Self::photo()),
             _ => {}
         }
         let mut augment = Self::default();
@@ -126,6 +179,13 @@ impl std::str::FromStr for Augment {
                 "width_shift" => augment.width_shift = number()?,
                 "height_shift" => augment.height_shift = number()?,
                 "color" => augment.color = number()?,
+                "crop" => {
+                    let (low, high) = value
+                        .split_once(':')
+                        .and_then(|(l, h)| Some((l.parse().ok()?, h.parse().ok()?)))
+                        .ok_or_else(|| format!("`{item}`: use crop=LOW:HIGH (area fractions)"))?;
+                    augment.crop = Some((low, high));
+                }
                 "brightness" => {
                     let (low, high) = value
                         .split_once(':')
@@ -135,7 +195,7 @@ impl std::str::FromStr for Augment {
                 }
                 _ => {
                     return Err(format!(
-                        "unknown augmentation `{key}`: use none, notebook, or a list of flip, rotation=, shear=, zoom=, shift=, width_shift=, height_shift=, brightness=LOW:HIGH, color="
+                        "unknown augmentation `{key}`: use none, notebook, photo, or a list of flip, rotation=, shear=, zoom=, shift=, width_shift=, height_shift=, crop=LOW:HIGH, brightness=LOW:HIGH, color="
                     ));
                 }
             }
@@ -153,6 +213,9 @@ impl std::fmt::Display for Augment {
         if *self == Self::notebook() {
             return write!(f, "notebook");
         }
+        if *self == Self::photo() {
+            return write!(f, "photo");
+        }
         let mut items = Vec::new();
         if self.horizontal_flip {
             items.push("flip".to_string());
@@ -168,6 +231,9 @@ impl std::fmt::Display for Augment {
             if value != 0.0 {
                 items.push(format!("{name}={value}"));
             }
+        }
+        if let Some((low, high)) = self.crop {
+            items.push(format!("crop={low}:{high}"));
         }
         if let Some((low, high)) = self.brightness {
             items.push(format!("brightness={low}:{high}"));
@@ -314,6 +380,21 @@ mod tests {
             let t = draw(seed);
             assert!((0.8..=1.2).contains(&t.zoom_rows) && (0.8..=1.2).contains(&t.zoom_cols));
             assert!(t.shear.abs() <= 0.2);
+        }
+    }
+
+    #[test]
+    fn random_resized_crops_stay_inside_the_image() {
+        let augment = Augment { crop: Some((0.25, 1.0)), ..Augment::default() };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..500 {
+            let t = augment.sample(&mut rng);
+            let area = t.zoom_rows * t.zoom_cols;
+            assert!((0.2499..=1.0001).contains(&area), "area {area}");
+            assert!(t.shift_rows.abs() <= (1.0 - t.zoom_rows) / 2.0 + 1e-6);
+            assert!(t.shift_cols.abs() <= (1.0 - t.zoom_cols) / 2.0 + 1e-6);
+            let aspect = t.zoom_cols / t.zoom_rows;
+            assert!((0.7499..=1.3334).contains(&aspect) || area > 0.999, "aspect {aspect}");
         }
     }
 

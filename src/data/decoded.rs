@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::dataset::LabeledImage;
-use crate::preprocess;
+use crate::preprocess::InputSpec;
 
 /// The SHA-256 of an image file's bytes: what an image is, whatever its name (the feature
 /// store's key, the run's record of its data). Computed while decoding, which reads the bytes
@@ -91,6 +91,13 @@ impl DecodedImages {
         &self.pixels[index * n..(index + 1) * n]
     }
 
+    /// Image `index` as an RGB image.
+    pub fn rgb(&self, index: usize) -> image::RgbImage {
+        let side = self.size as u32;
+        image::RgbImage::from_raw(side, side, self.image(index).to_vec())
+            .expect("one image's bytes")
+    }
+
     /// The same images mirrored left to right.
     pub fn mirrored(&self) -> Self {
         let row = self.size * 3;
@@ -130,14 +137,15 @@ pub struct BadImage {
     pub error: String,
 }
 
-/// Decodes and resizes `images` to `size` x `size` on all cores. Unreadable files are left out
+/// Decodes `images` into the squares `spec` describes on all cores. Unreadable files are left out
 /// and returned; see [`ensure_none_bad`]. `progress` is called with the number of images done
 /// so far (from worker threads).
 pub fn decode_all(
     images: &[LabeledImage],
-    size: usize,
+    spec: &InputSpec,
     progress: &(dyn Fn(usize) + Sync),
 ) -> (DecodedImages, Vec<BadImage>) {
+    let size = spec.size;
     let per_image = size * size * 3;
     let mut pixels = vec![0u8; images.len() * per_image];
     let done = AtomicUsize::new(0);
@@ -149,8 +157,8 @@ pub fn decode_all(
             if crate::support::interrupt::requested() {
                 return Ok(ContentHash([0; 32]));
             }
-            let result = preprocess::read_and_decode(&image.path).map(|(bytes, rgb)| {
-                out.copy_from_slice(preprocess::resize_square(rgb, size as u32).as_raw());
+            let result = spec.read(&image.path).map(|(bytes, rgb)| {
+                out.copy_from_slice(rgb.as_raw());
                 ContentHash::of(&bytes)
             });
             progress(done.fetch_add(1, Ordering::Relaxed) + 1);
@@ -184,10 +192,10 @@ pub struct Decoded {
     pub bad: Vec<BadImage>,
 }
 
-/// Decodes `files` at `size` pixels, with a progress bar labelled `label`; Ctrl-C stops it.
-pub fn decode_labeled(files: &[LabeledImage], size: usize, label: &str) -> Result<Decoded> {
+/// Decodes `files` as `spec` says, with a progress bar labelled `label`; Ctrl-C stops it.
+pub fn decode_labeled(files: &[LabeledImage], spec: &InputSpec, label: &str) -> Result<Decoded> {
     let progress = crate::support::progress::Progress::new(label, files.len() as u64);
-    let (images, bad) = decode_all(files, size, &|done| progress.update(done as u64, String::new));
+    let (images, bad) = decode_all(files, spec, &|done| progress.update(done as u64, String::new));
     progress.finish();
     crate::support::interrupt::check()?;
     let files = files.iter().filter(|f| !bad.iter().any(|b| b.path == f.path)).cloned().collect();

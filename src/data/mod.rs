@@ -3,8 +3,10 @@
 pub mod augment;
 pub mod dataset;
 pub mod decoded;
+pub mod groups;
 pub mod inspect;
 pub mod loader;
+pub mod profile;
 pub mod split;
 
 pub use augment::Augment;

@@ -26,6 +26,8 @@ pub enum ValSplit {
     /// Whole recordings: one of each class's recordings (classes with a single recording
     /// fall back to a block of 20% of it).
     Recordings,
+    /// Photos: whole sittings (see [`super::groups`]), about this fraction of each class.
+    Groups(f64),
 }
 
 /// Training and validation images with their shared class list.
@@ -60,16 +62,26 @@ impl std::str::FromStr for ValSplit {
             _ => match text.split_once(':') {
                 Some(("blocks", value)) => Ok(ValSplit::Blocks(fraction(value)?)),
                 Some(("tail", value)) => Ok(ValSplit::Tail(fraction(value)?)),
+                Some(("groups", value)) => Ok(ValSplit::Groups(fraction(value)?)),
                 None => fraction(text).map(ValSplit::Tail).map_err(|error| {
-                    format!("{error}: use blocks:F, tail:F, recordings, test or a fraction")
+                    format!(
+                        "{error}: use blocks:F, groups:F, tail:F, recordings, test or a fraction"
+                    )
                 }),
-                _ => Err(format!("`{text}`: use blocks:F, tail:F, recordings, test or a fraction")),
+                _ => Err(format!(
+                    "`{text}`: use blocks:F, groups:F, tail:F, recordings, test or a fraction"
+                )),
             },
         }
     }
 }
 
 impl ValSplit {
+    /// Whether the validation images are the dataset's `Test/` folder.
+    pub fn uses_test(&self) -> bool {
+        matches!(self, ValSplit::Test)
+    }
+
     /// What is held out, in words: "a contiguous 20% of every recording's frames".
     pub fn describe(&self) -> String {
         match self {
@@ -81,6 +93,11 @@ impl ValSplit {
                 format!("a contiguous {:.0}% of every recording's frames", 100.0 * fraction)
             }
             ValSplit::Recordings => "one whole recording of each class".into(),
+            ValSplit::Groups(fraction) => format!(
+                "whole sittings of photos (numbered name runs, capture times within {} s, near-identical pictures), {:.0}% of each class",
+                super::groups::SITTING_SECONDS,
+                100.0 * fraction
+            ),
         }
     }
 }
@@ -92,6 +109,7 @@ impl std::fmt::Display for ValSplit {
             ValSplit::Tail(fraction) => write!(f, "tail:{fraction}"),
             ValSplit::Blocks(fraction) => write!(f, "blocks:{fraction}"),
             ValSplit::Recordings => write!(f, "recordings"),
+            ValSplit::Groups(fraction) => write!(f, "groups:{fraction}"),
         }
     }
 }
@@ -152,6 +170,7 @@ pub fn load_splits(root: &Path, split: ValSplit) -> Result<DataSplits> {
         ValSplit::Tail(fraction) => hold_out_last(&training.images, classes, fraction),
         ValSplit::Blocks(fraction) => hold_out_blocks(&training.images, classes, fraction),
         ValSplit::Recordings => hold_out_recordings(&training.images, classes),
+        ValSplit::Groups(fraction) => hold_out_groups(&training.images, classes, fraction),
     };
     Ok(DataSplits {
         classes: training.classes,
@@ -247,6 +266,34 @@ pub fn hold_out_recordings(
         let chosen = (place(label, "recording") % groups.len() as u64) as usize;
         for (i, (_, frames)) in groups.into_iter().enumerate() {
             if i == chosen { val.extend(frames) } else { train.extend(frames) }
+        }
+    }
+    (train, val)
+}
+
+/// Splits off whole sittings of photos, about `fraction` of each class (see
+/// [`super::groups`]): their names, capture times and pictures (decoded small) decide.
+pub fn hold_out_groups(
+    images: &[LabeledImage],
+    num_classes: usize,
+    fraction: f64,
+) -> (Vec<LabeledImage>, Vec<LabeledImage>) {
+    use rayon::prelude::*;
+    let pictures: Vec<u64> =
+        images.par_iter().map(|i| super::groups::picture_hash(&i.path).unwrap_or(0)).collect();
+    let taken: Vec<Option<i64>> =
+        images.par_iter().map(|i| super::groups::capture_time(&i.path)).collect();
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for label in 0..num_classes {
+        let members: Vec<usize> = (0..images.len()).filter(|&i| images[i].label == label).collect();
+        let class: Vec<&LabeledImage> = members.iter().map(|&i| &images[i]).collect();
+        let class_pictures: Vec<u64> = members.iter().map(|&i| pictures[i]).collect();
+        let class_taken: Vec<Option<i64>> = members.iter().map(|&i| taken[i]).collect();
+        let group_of = super::groups::groups(&class, &class_pictures, &class_taken);
+        let names: Vec<&Path> = class.iter().map(|i| i.path.as_path()).collect();
+        let held = super::groups::held_out(&group_of, &names, fraction);
+        for (image, held) in class.into_iter().zip(held) {
+            if held { val.push(image.clone()) } else { train.push(image.clone()) }
         }
     }
     (train, val)

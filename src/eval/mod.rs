@@ -69,13 +69,29 @@ pub fn metrics(logits: &[f32], labels: &[usize]) -> anyhow::Result<Metrics> {
     })
 }
 
-/// Accuracy of one class.
+/// How one class fares.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClassAccuracy {
     pub class: String,
     pub images: usize,
     pub correct: usize,
+    /// The share of the class's images predicted as it (its recall).
     pub accuracy: f64,
+    /// The share of the images predicted as the class that are of it (0 when none is).
+    #[serde(default)]
+    pub precision: f64,
+    /// The harmonic mean of precision and recall.
+    #[serde(default)]
+    pub f1: f64,
+}
+
+/// The mean over the classes that have images of their recall (balanced accuracy) and of
+/// their F1 (macro-F1): figures in which a small class counts as much as a large one.
+fn class_means(per_class: &[ClassAccuracy]) -> (f64, f64) {
+    let present: Vec<&ClassAccuracy> = per_class.iter().filter(|c| c.images > 0).collect();
+    let n = present.len().max(1) as f64;
+    let mean = |f: fn(&ClassAccuracy) -> f64| present.iter().map(|c| f(c)).sum::<f64>() / n;
+    (mean(|c| c.accuracy), mean(|c| c.f1))
 }
 
 /// A (true, predicted) class pair and how often it happened.
@@ -97,6 +113,33 @@ pub struct Mistake {
     pub predicted_class: String,
     /// Probability given to the wrong prediction.
     pub confidence: f32,
+}
+
+/// The calibration of a model's probabilities on a set of images.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationSummary {
+    pub temperature: f64,
+    /// Expected calibration error (15 equal-width bins) of `softmax(logits)` and of
+    /// `softmax(logits / temperature)`.
+    pub ece_before: f64,
+    pub ece_after: f64,
+    pub reliability_before: Vec<crate::trust::calibration::ReliabilityBin>,
+    pub reliability_after: Vec<crate::trust::calibration::ReliabilityBin>,
+}
+
+impl CalibrationSummary {
+    pub fn of(logits: &[f32], labels: &[usize], classes: usize, temperature: f64) -> Self {
+        use crate::trust::calibration::{expected_calibration_error, reliability, scaled};
+        let before = reliability(logits, labels, classes);
+        let after = reliability(&scaled(logits, temperature), labels, classes);
+        Self {
+            temperature,
+            ece_before: expected_calibration_error(&before),
+            ece_after: expected_calibration_error(&after),
+            reliability_before: before,
+            reliability_after: after,
+        }
+    }
 }
 
 /// Images of an evaluated folder that are also images of the run (same content).
@@ -127,8 +170,21 @@ pub struct Evaluation {
     /// on. Not zero means the figure is not one on unseen images.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overlap: Option<Overlap>,
+    /// How well the probabilities say how often the model is right, before and after the
+    /// run's temperature (when the model has one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationSummary>,
+    /// The share of these images judged "none of these" (when the model can tell).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<f64>,
     #[serde(flatten)]
     pub metrics: Metrics,
+    /// The mean recall of the classes (each class counts alike, whatever its size).
+    #[serde(default)]
+    pub balanced_accuracy: f64,
+    /// The mean F1 of the classes.
+    #[serde(default)]
+    pub macro_f1: f64,
     pub per_class: Vec<ClassAccuracy>,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<usize>>,
@@ -160,19 +216,30 @@ pub fn evaluate(
         }
     }
     mistakes.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
-    let per_class = classes
+    let per_class: Vec<ClassAccuracy> = classes
         .iter()
         .enumerate()
         .map(|(c, class)| {
             let images: usize = confusion[c].iter().sum();
+            let predicted: usize = confusion.iter().map(|row| row[c]).sum();
+            let recall = confusion[c][c] as f64 / images.max(1) as f64;
+            let precision = confusion[c][c] as f64 / predicted.max(1) as f64;
+            let f1 = if recall + precision > 0.0 {
+                2.0 * recall * precision / (recall + precision)
+            } else {
+                0.0
+            };
             ClassAccuracy {
                 class: class.clone(),
                 images,
                 correct: confusion[c][c],
-                accuracy: confusion[c][c] as f64 / images.max(1) as f64,
+                accuracy: recall,
+                precision,
+                f1,
             }
         })
         .collect();
+    let (balanced_accuracy, macro_f1) = class_means(&per_class);
     let mut most_confused: Vec<Confusion> = (0..n)
         .flat_map(|t| (0..n).map(move |p| (t, p)))
         .filter(|&(t, p)| t != p && confusion[t][p] > 0)
@@ -189,7 +256,11 @@ pub fn evaluate(
         mirrored_too: false,
         epoch: None,
         overlap: None,
+        calibration: None,
+        rejected: None,
         metrics,
+        balanced_accuracy,
+        macro_f1,
         per_class,
         confusion,
         most_confused,
@@ -242,12 +313,31 @@ mod tests {
     }
 
     #[test]
+    fn balanced_accuracy_weighs_a_small_class_like_a_large_one() {
+        // Class a: 9 images, all right; class b: 1 image, wrong; class c: no images.
+        let classes: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let mut logits = Vec::new();
+        for _ in 0..10 {
+            logits.extend([1.0, 0.0, 0.0]);
+        }
+        let labels = [0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let e = evaluate(&logits, &labels, &classes).unwrap();
+        assert_eq!(e.metrics.accuracy, 0.9);
+        assert_eq!(e.balanced_accuracy, 0.5, "c has no images and does not count");
+        assert!((e.macro_f1 - (2.0 * 0.9 / 1.9) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
     fn evaluation_builds_confusion_and_mistakes() {
         let classes: Vec<String> = ["a", "b"].map(String::from).to_vec();
         let logits = [2.0, 0.0, 0.0, 2.0, 3.0, 0.0];
         let e = evaluate(&logits, &[0, 1, 1], &classes).unwrap();
         assert_eq!(e.confusion, vec![vec![1, 0], vec![1, 1]]);
         assert_eq!(e.per_class[1].accuracy, 0.5);
+        // a: recall 1, precision 1/2, F1 2/3; b: recall 1/2, precision 1, F1 2/3.
+        assert_eq!((e.per_class[0].precision, e.per_class[1].precision), (0.5, 1.0));
+        assert!((e.macro_f1 - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(e.balanced_accuracy, 0.75);
         assert_eq!(e.most_confused[0].true_class, "b");
         assert_eq!(e.mistakes.len(), 1);
         assert_eq!(e.mistakes[0].index, 2);

@@ -12,6 +12,7 @@ use crate::features::{self, FeatureVariant, head_logits};
 use crate::inference::{Predictor, map_images, softmax};
 use crate::run::{Checkpoint, EvaluationOf, RunDir};
 use crate::support::progress::Progress;
+use crate::trust::rejection::ScoreKind;
 
 /// The images to evaluate on, labelled with the run's class indices: `data` (a folder of class
 /// folders, or a dataset root with `Test/`), or the run's own validation images.
@@ -22,7 +23,7 @@ pub fn evaluation_images(
 ) -> Result<Vec<LabeledImage>> {
     let Some(dir) = data else {
         let config = run.read_config()?;
-        return Ok(data::load_splits(&config.data, config.images.val_split)?.val);
+        return Ok(data::load_splits(&config.data, config.images.split())?.val);
     };
     let folder = evaluation_folder(dir)?;
     let found = ImageFolder::scan(&folder)?;
@@ -78,6 +79,8 @@ pub struct EvaluationRequest<'a> {
     /// Test-time augmentation: each image's class probabilities are the mean of the image's
     /// and its mirror image's (twice the cost).
     pub mirrored_too: bool,
+    /// Judge "none of these" (where the model can tell).
+    pub reject: bool,
 }
 
 impl EvaluationRequest<'_> {
@@ -87,6 +90,7 @@ impl EvaluationRequest<'_> {
         checkpoint: Checkpoint::Best,
         skip_bad_images: false,
         mirrored_too: false,
+        reject: true,
     };
 }
 
@@ -105,40 +109,53 @@ pub fn evaluate_run(
     device: &Device,
 ) -> Result<RunEvaluation> {
     let predictor = Predictor::from_run(run, request.checkpoint, device)?;
+    let predictor = if request.reject { predictor } else { predictor.without_rejection() };
     let files = evaluation_images(run, request.data, &predictor.classes)?;
-    let decoded = data::decode_labeled(&files, predictor.input.size, "decode")?;
+    let decoded = data::decode_labeled(&files, &predictor.input, "decode")?;
     data::decoded::ensure_none_bad(&decoded.bad, request.skip_bad_images)?;
     for image in &decoded.bad {
         eprintln!("skipped unreadable image: {}", image.error);
     }
     let images = Arc::new(decoded.images);
     let config = run.read_config()?;
-    let logits_of = |images: &Arc<DecodedImages>, variant| {
+    // Pooled features, then the top: a frozen backbone is the pretrained one, so its features
+    // of these images may already be in the store (training computed them; a second
+    // evaluation certainly has).
+    let features_of = |images: &Arc<DecodedImages>, variant| -> Result<Vec<f32>> {
+        let backbone = &predictor.model.backbone;
         if config.uses_feature_store() {
-            // A frozen backbone is the pretrained one: its features of these images may
-            // already be in the store (training computed them; a second evaluation certainly
-            // has).
-            let backbone = &predictor.model.backbone;
-            let rows = features::lookup(&config, variant, backbone, images, device, "features")?;
-            return head_logits(&predictor.model.head, &rows, device);
+            return features::lookup(&config, variant, backbone, images, device, "features");
         }
         let progress = Progress::new("evaluate", images.len() as u64);
-        let logits = map_images(
+        let rows = map_images(
             images,
             predictor.input.normalization,
             device,
             |n| progress.update(n as u64, String::new),
-            |x| predictor.model.forward(x),
+            |x| backbone.features(x),
         )?;
         progress.finish();
-        Ok(logits)
+        Ok(rows)
     };
-    let mut logits = logits_of(&images, FeatureVariant::Plain)?;
+    let features = features_of(&images, FeatureVariant::Plain)?;
+    let mut logits = head_logits(&predictor.model.head, &features, device)?;
+    let classes = predictor.classes.len();
+    let trust = predictor.trust.as_ref();
+    let calibration = trust.map(|trust| {
+        super::CalibrationSummary::of(&logits, &images.labels, classes, trust.record.temperature)
+    });
+    let rejected = trust.filter(|_| predictor.reject).map(|trust| {
+        let judged = trust.judge(&logits, &features, classes);
+        judged.iter().filter(|j| j.unknown).count() as f64 / judged.len().max(1) as f64
+    });
     if request.mirrored_too {
-        let flipped = logits_of(&Arc::new(images.mirrored()), FeatureVariant::Mirrored)?;
-        logits = mean_probabilities(&logits, &flipped, predictor.classes.len());
+        let mirrored = features_of(&Arc::new(images.mirrored()), FeatureVariant::Mirrored)?;
+        let flipped = head_logits(&predictor.model.head, &mirrored, device)?;
+        logits = mean_probabilities(&logits, &flipped, classes);
     }
     let mut evaluation = evaluate(&logits, &images.labels, &predictor.classes)?;
+    evaluation.calibration = calibration;
+    evaluation.rejected = rejected;
     evaluation.name_files(&decoded.files, request.data.unwrap_or(&config.data));
     evaluation.data = request.data.map(Path::to_path_buf);
     evaluation.mirrored_too = request.mirrored_too;
@@ -163,4 +180,90 @@ fn mean_probabilities(a: &[f32], b: &[f32], classes: usize) -> Vec<f32> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// How a model meets images of none of its classes: of a folder of them, how many it
+/// rejects as "none of these", by the deciding score and by each of the others.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OodReport {
+    pub folder: PathBuf,
+    pub images: usize,
+    pub unreadable: usize,
+    /// The deciding score.
+    pub score: ScoreKind,
+    /// Images the deciding score rejects.
+    pub rejected: usize,
+    /// Every score: the images it would reject, and the share of the validation images its
+    /// threshold rejected when it was set.
+    pub by_score: Vec<ScoreRejection>,
+}
+
+/// What one score would reject.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ScoreRejection {
+    pub score: ScoreKind,
+    pub rejected: usize,
+    pub validation_rejected: f64,
+}
+
+/// Runs the best model of `run` over every image under `folder` (images of other things) and
+/// counts the ones each score rejects.
+pub fn evaluate_ood(run: &RunDir, folder: &Path, device: &Device) -> Result<OodReport> {
+    let predictor = Predictor::from_run(run, Checkpoint::Best, device)?;
+    let Some(trust) = predictor.trust.as_ref() else {
+        bail!(
+            "{}: {}",
+            run.path().display(),
+            predictor.note.as_deref().unwrap_or("the run has no calibration")
+        );
+    };
+    let paths: Vec<PathBuf> = crate::inference::stream::walk_images(&[folder.to_path_buf()])
+        .filter_map(|entry| match entry {
+            crate::inference::stream::Entry::Image(path) => Some(path),
+            crate::inference::stream::Entry::Bad(..) => None,
+        })
+        .collect();
+    anyhow::ensure!(!paths.is_empty(), "no images found under {}", folder.display());
+    let thresholds = &trust.record.thresholds;
+    let classes = predictor.classes.len();
+    let mut rejected = vec![0; thresholds.len()];
+    let mut unreadable = 0;
+    let progress = Progress::new("other images", paths.len() as u64);
+    let mut done = 0;
+    for chunk in paths.chunks(crate::inference::BATCH * 4) {
+        crate::support::interrupt::check()?;
+        let loaded = predictor.load_all(chunk);
+        unreadable += loaded.iter().filter(|image| image.is_err()).count();
+        let images: Vec<_> = loaded.into_iter().filter_map(Result::ok).collect();
+        let (logits, features) = predictor.outputs(&images)?;
+        for (count, threshold) in rejected.iter_mut().zip(thresholds) {
+            let scores = trust.scores(threshold.score, &logits, &features, classes);
+            *count += scores
+                .iter()
+                .filter(|&&score| crate::trust::rejection::is_rejected(score, threshold.threshold))
+                .count();
+        }
+        done += chunk.len();
+        progress.update(done as u64, String::new);
+    }
+    progress.finish();
+    let by_score: Vec<ScoreRejection> = thresholds
+        .iter()
+        .zip(rejected)
+        .map(|(t, rejected)| ScoreRejection {
+            score: t.score,
+            rejected,
+            validation_rejected: t.validation_rejected,
+        })
+        .collect();
+    let deciding =
+        by_score.iter().find(|s| s.score == trust.record.score).map_or(0, |s| s.rejected);
+    Ok(OodReport {
+        folder: folder.to_path_buf(),
+        images: paths.len() - unreadable,
+        unreadable,
+        score: trust.record.score,
+        rejected: deciding,
+        by_score,
+    })
 }

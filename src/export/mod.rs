@@ -42,7 +42,10 @@ pub fn to_onnx(predictor: &Predictor, provenance: BTreeMap<String, String>) -> R
     let x = graph.preprocess(predictor.input.normalization);
     let features = graph.backbone(&predictor.model, x)?;
     let logits = graph.head(&predictor.model, features)?;
-    graph.node("Softmax", &[&logits], OUTPUT, vec![int("axis", 1)]);
+    // Calibrated probabilities: softmax(logits / T), with the run's fitted temperature.
+    let temperature = graph.weight("temperature", &[1], &[predictor.temperature() as f32]);
+    let scaled = graph.op("Div", &[&logits, &temperature], vec![]);
+    graph.node("Softmax", &[&scaled], OUTPUT, vec![int("axis", 1)]);
 
     let classes = predictor.classes.len() as i64;
     let input_doc = format!(
@@ -60,6 +63,16 @@ pub fn to_onnx(predictor: &Predictor, provenance: BTreeMap<String, String>) -> R
     metadata.insert("image_size".into(), size.to_string());
     metadata.insert("input_layout".into(), "NHWC uint8 RGB".into());
     metadata.insert("crop".into(), predictor.input.crop.to_string());
+    metadata.insert("temperature".into(), predictor.temperature().to_string());
+    if let Some(trust) = predictor.trust.as_ref().filter(|_| predictor.reject) {
+        // "None of these" needs the image's pooled features for the Mahalanobis score, which
+        // this graph does not output: the metadata says how it is decided, for a reader that
+        // computes it (the probability and energy scores need only the outputs).
+        metadata.insert("reject_score".into(), crate::support::spelling(&trust.record.score));
+        metadata
+            .insert("reject_thresholds".into(), serde_json::to_string(&trust.record.thresholds)?);
+        metadata.insert("reject_rate".into(), trust.record.reject_rate.to_string());
+    }
     metadata.insert(
         "normalization".into(),
         serde_json::to_value(predictor.input.normalization)?.as_str().unwrap_or_default().into(),

@@ -265,6 +265,7 @@ struct StoreIdentity {
     version: u32,
     backbone: BackboneIdentity,
     image_size: usize,
+    crop: f32,
     normalization: Normalization,
     variant: FeatureVariant,
     /// bf16 convolutions give other features than fp32 ones.
@@ -296,7 +297,8 @@ fn identity(config: &TrainConfig, variant: FeatureVariant) -> Result<String> {
     let identity = StoreIdentity {
         version: 4,
         backbone,
-        image_size: config.images.image_size,
+        image_size: config.images.size(),
+        crop: config.images.crop_fraction(),
         normalization: config.images.normalization,
         variant,
         precision: crate::compute::arithmetic().precision(),

@@ -17,6 +17,7 @@ use crate::data::{Batches, DecodedImages};
 use crate::model::Classifier;
 use crate::preprocess::{self, InputSpec, Normalization};
 use crate::run::{Checkpoint, RunDir};
+use crate::trust::{Judgement, Trust};
 
 /// Images per forward pass: inference throughput on the CPU peaks around 32 (BENCHMARKS.md).
 pub const BATCH: usize = 32;
@@ -60,11 +61,34 @@ pub struct Predictor {
     /// Which weights these are, `sha256:` and the start of their checksum: what each line of
     /// `predict --jsonl` records, so that outputs of different models are never mixed.
     pub identity: String,
+    /// The calibration and "none of these" of this model, when its run has them.
+    pub trust: Option<Trust>,
+    /// Whether "none of these" answers (with `trust`); off with `--no-reject`.
+    pub reject: bool,
+    /// Why this model's answers are not calibrated, when they could have been.
+    pub note: Option<String>,
+}
+
+/// One image's answer: calibrated class probabilities and, where the model can tell, whether
+/// the image is of none of its classes.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub probabilities: Vec<f32>,
+    pub judgement: Option<Judgement>,
 }
 
 /// A model's identity from the SHA-256 of its weights.
 fn identity(sha256: &str) -> String {
     format!("sha256:{}", &sha256[..sha256.len().min(16)])
+}
+
+/// The identity of a saved model: from the checksum its file records (or its bytes').
+pub fn model_identity(path: &Path) -> Result<String> {
+    let sha256 = match crate::support::checksum::sealed_sha256(path)? {
+        Some(sha256) => sha256,
+        None => crate::support::checksum::sha256_hex(&std::fs::read(path)?),
+    };
+    Ok(identity(&sha256))
 }
 
 /// One class of a prediction.
@@ -79,6 +103,10 @@ pub struct Guess {
 #[derive(Clone, Debug, Serialize)]
 pub struct Prediction {
     pub image: PathBuf,
+    /// Not one of the model's classes (then `top` holds the closest ones); absent when the
+    /// model cannot tell (no calibration, or `--no-reject`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown: Option<bool>,
     pub top: Vec<Guess>,
 }
 
@@ -87,17 +115,23 @@ impl Predictor {
     pub fn from_run(run: &RunDir, which: Checkpoint, device: &Device) -> Result<Self> {
         let trained = run.load_model(which, device)?;
         let images = &trained.config.images;
-        let path = run.model_path(which);
-        let sha256 = match crate::support::checksum::sealed_sha256(&path)? {
-            Some(sha256) => sha256,
-            None => crate::support::checksum::sha256_hex(&std::fs::read(&path)?),
+        let identity = model_identity(&run.model_path(which))?;
+        let fitted = Trust::load(&run.trust_files())?;
+        let (trust, note) = match (which, fitted) {
+            (Checkpoint::Best, Some(trust)) if trust.record.model == identity => (Some(trust), None),
+            (Checkpoint::Best, Some(_)) => (None, Some("the run's calibration is of an earlier best model (it is fitted again when the run finishes): these probabilities are not calibrated".to_string())),
+            (Checkpoint::Best, None) => (None, Some("the run has no calibration yet (it is fitted when the run finishes): these probabilities are not calibrated".to_string())),
+            (Checkpoint::Last, _) => (None, Some("the calibration is of the run's best model, not of its last: these probabilities are not calibrated".to_string())),
         };
         Ok(Self {
             model: trained.model,
             classes: trained.classes,
-            input: InputSpec::trained(images.image_size, images.normalization),
+            input: images.input(),
             device: device.clone(),
-            identity: identity(&sha256),
+            identity,
+            trust,
+            reject: true,
+            note,
         })
     }
 
@@ -114,13 +148,49 @@ impl Predictor {
             input: InputSpec::IMAGENET,
             device: device.clone(),
             identity: identity(&sha256),
+            trust: None,
+            reject: true,
+            note: None,
         })
     }
 
-    /// Class probabilities of square RGB images of the input size, one row per image.
-    pub fn probabilities(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+    /// The same model, answering every image with its closest classes (`--no-reject`).
+    pub fn without_rejection(mut self) -> Self {
+        self.reject = false;
+        self
+    }
+
+    /// The temperature of the calibrated probabilities (1 without calibration).
+    pub fn temperature(&self) -> f64 {
+        self.trust.as_ref().map_or(1.0, |t| t.record.temperature)
+    }
+
+    /// The answers for square RGB images of the input size, one per image.
+    pub fn answers(&self, images: &[RgbImage]) -> Result<Vec<Answer>> {
+        let (logits, features) = self.outputs(images)?;
+        let classes = self.classes.len();
+        let judgements: Vec<Option<Judgement>> = match &self.trust {
+            Some(trust) if self.reject => {
+                trust.judge(&logits, &features, classes).into_iter().map(Some).collect()
+            }
+            _ => vec![None; images.len()],
+        };
+        let temperature = self.temperature() as f32;
+        Ok(logits
+            .chunks_exact(classes)
+            .zip(judgements)
+            .map(|(row, judgement)| {
+                let scaled: Vec<f32> = row.iter().map(|l| l / temperature).collect();
+                Answer { probabilities: softmax(&scaled), judgement }
+            })
+            .collect())
+    }
+
+    /// The logits and the pooled backbone features of square RGB images of the input size,
+    /// a row per image.
+    pub fn outputs(&self, images: &[RgbImage]) -> Result<(Vec<f32>, Vec<f32>)> {
         let raw: Vec<&[u8]> = images.iter().map(|image| image.as_raw().as_slice()).collect();
-        let mut out = Vec::with_capacity(images.len());
+        let (mut logits, mut features) = (Vec::new(), Vec::new());
         for chunk in raw.chunks(BATCH) {
             let batch = preprocess::batch_tensor(
                 chunk,
@@ -128,11 +198,12 @@ impl Predictor {
                 self.input.normalization,
                 &self.device,
             );
-            let logits = rows(self.model.forward(batch))?;
-            ensure_finite(&logits, self.classes.len())?;
-            out.extend(logits.chunks_exact(self.classes.len()).map(softmax));
+            let pooled = self.model.backbone.features(batch);
+            features.extend(rows(pooled.clone())?);
+            logits.extend(rows(self.model.head.forward(pooled))?);
         }
-        Ok(out)
+        ensure_finite(&logits, self.classes.len())?;
+        Ok((logits, features))
     }
 
     /// Decodes image files into network-sized squares, in parallel; each file has its own
@@ -151,14 +222,18 @@ impl Predictor {
     ) -> Result<Vec<Result<Prediction>>> {
         let loaded = self.load_all(paths);
         let good: Vec<RgbImage> = loaded.iter().filter_map(|r| r.as_ref().ok()).cloned().collect();
-        let mut probabilities = self.probabilities(&good)?.into_iter();
+        let mut answers = self.answers(&good)?.into_iter();
         Ok(paths
             .iter()
             .zip(loaded)
             .map(|(path, image)| {
                 image.map(|_| {
-                    let row = probabilities.next().expect("one row per readable image");
-                    Prediction { image: path.clone(), top: top_classes(&row, &self.classes, top_k) }
+                    let answer = answers.next().expect("one answer per readable image");
+                    Prediction {
+                        image: path.clone(),
+                        unknown: answer.judgement.map(|j| j.unknown),
+                        top: top_classes(&answer.probabilities, &self.classes, top_k),
+                    }
                 })
             })
             .collect())

@@ -59,6 +59,8 @@ struct Line<'a> {
     image: String,
     model: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    unknown: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     top: Option<&'a [Guess]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -211,6 +213,7 @@ pub fn predict_stream(
                         image: path.to_string_lossy().into_owned(),
                         model: &predictor.identity,
                         top: None,
+                        unknown: None,
                         error: Some(error),
                     };
                     write_line(out, &line)?;
@@ -230,8 +233,20 @@ pub fn predict_stream(
             let image = path.to_string_lossy().into_owned();
             let model = predictor.identity.as_str();
             let line = match &result {
-                Ok(prediction) => Line { image, model, top: Some(&prediction.top), error: None },
-                Err(error) => Line { image, model, top: None, error: Some(format!("{error:#}")) },
+                Ok(prediction) => Line {
+                    image,
+                    model,
+                    unknown: prediction.unknown,
+                    top: Some(&prediction.top),
+                    error: None,
+                },
+                Err(error) => Line {
+                    image,
+                    model,
+                    unknown: None,
+                    top: None,
+                    error: Some(format!("{error:#}")),
+                },
             };
             write_line(out, &line)?;
             if result.is_ok() { summary.classified += 1 } else { summary.failed += 1 }

@@ -1,6 +1,7 @@
 //! Image preprocessing shared by every command: decode, resize, normalise.
 
 mod jpeg;
+mod scaled_jpeg;
 
 use std::io::Cursor;
 use std::path::Path;
@@ -85,14 +86,30 @@ impl InputSpec {
     pub const IMAGENET: Self =
         Self { size: 224, crop: 224.0 / 256.0, normalization: Normalization::Caffe };
 
-    /// The spec of a model trained at `size` pixels with `normalization`.
-    pub fn trained(size: usize, normalization: Normalization) -> Self {
-        Self { size, crop: 1.0, normalization }
+    /// The spec of a model trained at `size` pixels on the centred `crop` fraction of the
+    /// shorter side with `normalization`.
+    pub fn trained(size: usize, crop: f32, normalization: Normalization) -> Self {
+        Self { size, crop, normalization }
     }
 
-    /// Decodes `path` into the square RGB image the network sees.
+    /// Decodes `path` into the square RGB image the network sees (a large JPEG at a reduced
+    /// size that still covers it).
     pub fn load(&self, path: &Path) -> Result<RgbImage> {
-        Ok(self.square(decode(path)?))
+        self.read(path).map(|(_, image)| image)
+    }
+
+    /// The file's bytes and the square RGB image the network sees of them.
+    pub fn read(&self, path: &Path) -> Result<(Vec<u8>, RgbImage)> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let image = decode_bytes_at(&bytes, Some(self.shorter_side()))
+            .with_context(|| format!("{} is not a usable image", path.display()))?;
+        Ok((bytes, self.square(image)))
+    }
+
+    /// The shorter side the image is resized to before the centre is cut.
+    pub fn shorter_side(&self) -> u32 {
+        (self.size as f32 / self.crop).ceil() as u32
     }
 
     /// The square RGB image the network sees of an already decoded image.
@@ -131,28 +148,61 @@ pub fn read_and_decode(path: &Path) -> Result<(Vec<u8>, RgbImage)> {
     Ok((bytes, image))
 }
 
-/// Decodes JPEG or PNG bytes into 8-bit RGB: grayscale is replicated, 16-bit is scaled,
-/// CMYK is converted, and transparent pixels are composited onto white (the Fruits-360
-/// background). Truncated files are an error, never a silently grey-filled image.
+/// Decodes JPEG, PNG or WebP bytes into 8-bit RGB, upright: the EXIF orientation a camera
+/// records is applied; grayscale is replicated, 16-bit is scaled, CMYK is converted, and
+/// transparent pixels are composited onto white (the Fruits-360 background). Truncated files
+/// are an error, never a silently grey-filled image.
 pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage> {
+    decode_bytes_at(bytes, None)
+}
+
+/// As [`decode_bytes`]; a JPEG whose shorter side is at least four times `shorter_side` is
+/// decoded at 1/2, 1/4 or 1/8 of its size (its inverse DCT scaled), as small as still leaves
+/// twice `shorter_side`: a 12-megapixel photo then costs a sixteenth of the memory.
+pub fn decode_bytes_at(bytes: &[u8], shorter_side: Option<u32>) -> Result<RgbImage> {
     if bytes.is_empty() {
         bail!("the file is empty");
     }
+    if let Some(kind) = heif_brand(bytes) {
+        bail!(
+            "{kind} images are not read (JPEG, PNG or WebP only): convert them to JPEG, e.g. with `heif-convert`, or set the camera to save JPEG (\"Most Compatible\")"
+        );
+    }
     let format = image::guess_format(bytes)
-        .map_err(|_| anyhow!("the content is not a JPEG or PNG image"))?;
+        .map_err(|_| anyhow!("the content is not a JPEG, PNG or WebP image"))?;
     match format {
         ImageFormat::Jpeg => {
             ensure_complete_jpeg(bytes)?;
             jpeg::check(bytes)?;
+            if let Some(image) = scaled_jpeg::decode_scaled(bytes, shorter_side)? {
+                return Ok(image);
+            }
         }
-        ImageFormat::Png => {}
-        other => bail!("{other:?} images are not supported (JPEG or PNG only)"),
+        ImageFormat::Png | ImageFormat::WebP => {}
+        other => bail!("{other:?} images are not read (JPEG, PNG or WebP only)"),
     }
-    let image = ImageReader::with_format(Cursor::new(bytes), format)
-        .decode()
+    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_decoder()
         .map_err(|error| anyhow!("{error}"))?;
+    let orientation = image::ImageDecoder::orientation(&mut decoder)
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|error| anyhow!("{error}"))?;
+    image.apply_orientation(orientation);
     ensure!(image.width() > 0 && image.height() > 0, "the image has no pixels");
     Ok(flatten_alpha(image))
+}
+
+/// The kind of an ISO-BMFF image (HEIC, HEIF, AVIF), which is not read, if `bytes` is one.
+fn heif_brand(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.len() < 12 || &bytes[4..8] != b"ftyp" {
+        return None;
+    }
+    match &bytes[8..12] {
+        b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" => Some("HEIC"),
+        b"mif1" | b"msf1" => Some("HEIF"),
+        b"avif" | b"avis" => Some("AVIF"),
+        _ => None,
+    }
 }
 
 /// The width and height an image file declares, read from its header without decoding it:
@@ -252,8 +302,81 @@ mod tests {
     fn non_images_say_so() {
         assert!(decode_bytes(b"").unwrap_err().to_string().contains("empty"));
         assert!(
-            decode_bytes(b"hello, world").unwrap_err().to_string().contains("not a JPEG or PNG")
+            decode_bytes(b"hello, world")
+                .unwrap_err()
+                .to_string()
+                .contains("not a JPEG, PNG or WebP")
         );
+        let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic";
+        let error = decode_bytes(heic).unwrap_err().to_string();
+        assert!(error.contains("HEIC") && error.contains("convert"), "{error}");
+    }
+
+    #[test]
+    fn webp_is_read() {
+        let image = DynamicImage::ImageRgb8(RgbImage::from_fn(24, 16, |x, _| {
+            image::Rgb([x as u8 * 10, 50, 200])
+        }));
+        let webp = encode(&image, ImageFormat::WebP);
+        let decoded = decode_bytes(&webp).unwrap();
+        assert_eq!(decoded.dimensions(), (24, 16));
+        assert_eq!(decoded.get_pixel(3, 3).0, [30, 50, 200]);
+    }
+
+    /// A JPEG of `w` x `h` pixels, red on the left half and blue on the right, with an EXIF
+    /// orientation tag `orientation` inserted after its start marker.
+    fn tagged_jpeg(w: u32, h: u32, orientation: u8) -> Vec<u8> {
+        let image = RgbImage::from_fn(w, h, |x, _| {
+            if x < w / 2 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) }
+        });
+        let jpeg = encode(&DynamicImage::ImageRgb8(image), ImageFormat::Jpeg);
+        // Big-endian TIFF with one IFD entry: tag 0x0112 (orientation), SHORT, count 1.
+        let mut tiff = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0".to_vec();
+        tiff.extend([orientation, 0, 0, 0, 0, 0, 0]);
+        let payload = [b"Exif\0\0".as_slice(), &tiff].concat();
+        let length = (payload.len() + 2) as u16;
+        [&jpeg[..2], &[0xFF, 0xE1], &length.to_be_bytes(), &payload, &jpeg[2..]].concat()
+    }
+
+    #[test]
+    fn exif_orientation_turns_stored_pixels_upright() {
+        // Orientation 6: the stored pixels are to be turned 90 degrees clockwise, so the red
+        // left half ends on top. Both decoders: full size, and the reduced one for large JPEGs.
+        for (w, h, shorter_side) in [(16, 8, None), (256, 128, Some(16))] {
+            let upright = decode_bytes_at(&tagged_jpeg(w, h, 6), shorter_side).unwrap();
+            let (uw, uh) = upright.dimensions();
+            assert!(uh == 2 * uw, "{w}x{h} decoded as {uw}x{uh}");
+            let [top, bottom] = [uh / 4, 3 * uh / 4].map(|y| upright.get_pixel(uw / 2, y).0);
+            assert!(top[0] > 200 && top[2] < 60, "top of {w}x{h}: {top:?}");
+            assert!(bottom[2] > 200 && bottom[0] < 60, "bottom of {w}x{h}: {bottom:?}");
+        }
+        // Without a tag the pixels stay as stored.
+        assert_eq!(decode_bytes(&tagged_jpeg(16, 8, 1)).unwrap().dimensions(), (16, 8));
+    }
+
+    #[test]
+    fn large_jpegs_are_decoded_small_but_never_below_the_size_asked() {
+        let jpeg = tagged_jpeg(800, 600, 1);
+        assert_eq!(decode_bytes_at(&jpeg, Some(150)).unwrap().dimensions(), (400, 300));
+        assert_eq!(decode_bytes_at(&jpeg, Some(70)).unwrap().dimensions(), (200, 150));
+        assert_eq!(decode_bytes_at(&jpeg, Some(37)).unwrap().dimensions(), (100, 75));
+        assert_eq!(decode_bytes_at(&jpeg, Some(256)).unwrap().dimensions(), (800, 600));
+        assert_eq!(decode_bytes_at(&jpeg, None).unwrap().dimensions(), (800, 600));
+    }
+
+    #[test]
+    fn photos_keep_the_centre_of_the_shorter_side() {
+        // 400 x 200, a 20-column marker at the centre: ImageNet's crop (7/8) keeps the centre
+        // 175 x 175 of the resized image and the marker stays in its middle.
+        let image = RgbImage::from_fn(400, 200, |x, _| {
+            image::Rgb(if (190..210).contains(&x) { [0, 255, 0] } else { [90, 90, 90] })
+        });
+        let spec = InputSpec::trained(56, 0.875, Normalization::Caffe);
+        assert_eq!(spec.shorter_side(), 64);
+        let square = spec.square(image);
+        assert_eq!(square.dimensions(), (56, 56));
+        assert_eq!(square.get_pixel(28, 28).0, [0, 255, 0]);
+        assert_eq!(square.get_pixel(2, 28).0, [90, 90, 90]);
     }
 
     #[test]

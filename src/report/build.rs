@@ -88,6 +88,24 @@ pub fn build(runs: &[PathBuf], out: &Path, device: &Device) -> Result<Summary> {
             ),
             errors,
         ));
+        if let Some(trust) = crate::trust::Trust::load(&run.run.trust_files())? {
+            let record = &trust.record;
+            let (png, svg) = (
+                out.join(format!("reliability-{slug}.png")),
+                out.join(format!("reliability-{slug}.svg")),
+            );
+            reliability_diagram(record, &run.label).draw(&png, &svg)?;
+            per_model.push(Figure::svg(
+                format!(
+                    "{}: reliability on the validation images: how often the model is right against how sure it says it is, as trained (calibration error {:.2}%) and with its temperature {:.2} ({:.2}%); on the diagonal, a probability means what it says",
+                    run.label,
+                    100.0 * record.ece_before,
+                    record.temperature,
+                    100.0 * record.ece_after
+                ),
+                svg,
+            ));
+        }
     }
 
     let samples = out.join("samples.jpg");
@@ -171,6 +189,44 @@ fn curves(runs: &[LoadedRun], out: &Path, dataset: &str, images_seen: u64) -> Re
         chart.draw(&out.join(format!("{name}.png")), &out.join(format!("{name}.svg")))?;
     }
     Ok(())
+}
+
+/// The reliability diagram of a run's calibration: accuracy per confidence bin, before and
+/// after the temperature, against the diagonal.
+fn reliability_diagram(record: &crate::trust::TrustRecord, label: &str) -> Chart {
+    let points = |bins: &[crate::trust::calibration::ReliabilityBin]| -> Vec<(f64, f64)> {
+        bins.iter()
+            .filter(|b| b.images > 0)
+            .map(|b| (100.0 * b.confidence, 100.0 * b.accuracy))
+            .collect()
+    };
+    Chart {
+        title: format!("{label}: reliability on the validation images"),
+        x_label: "stated probability of the top class (%)".into(),
+        y_label: "images of that probability that are right (%)".into(),
+        series: vec![
+            Series {
+                label: "as trained".into(),
+                color: COLOURS[1],
+                dashed: false,
+                points: points(&record.reliability_before),
+            },
+            Series {
+                label: format!("calibrated (T = {:.2})", record.temperature),
+                color: COLOURS[0],
+                dashed: false,
+                points: points(&record.reliability_after),
+            },
+            Series {
+                label: "perfect".into(),
+                color: RGBColor(120, 120, 120),
+                dashed: true,
+                points: vec![(0.0, 0.0), (100.0, 100.0)],
+            },
+        ],
+        log_y: false,
+        log_x: false,
+    }
 }
 
 /// Activation maps of one validation image per class (all classes, or a spread-out sample);

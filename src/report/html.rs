@@ -60,9 +60,7 @@ pub struct Page<'a> {
     pub samples: Figure,
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+use crate::support::escape_html as escape;
 
 fn percent(value: f64) -> String {
     format!("{:.2}%", 100.0 * value)
@@ -134,11 +132,11 @@ fn results(html: &mut String, models: &[ModelSummary]) -> Result<()> {
         names.dedup();
         names
     };
-    html.push_str("<h2>Results</h2><div class=\"scroll\"><table><tr><th rowspan=\"2\">model</th><th class=\"group\" colspan=\"3\">best checkpoint, validation</th><th class=\"group\" colspan=\"2\">final epoch, validation</th>");
+    html.push_str("<h2>Results</h2><div class=\"scroll\"><table><tr><th rowspan=\"2\">model</th><th class=\"group\" colspan=\"5\">best checkpoint, validation</th><th class=\"group\" colspan=\"2\">final epoch, validation</th>");
     for name in &others {
         write!(html, "<th class=\"group\" colspan=\"2\">best checkpoint, {}</th>", escape(name))?;
     }
-    html.push_str("<th class=\"group\" colspan=\"5\">training</th></tr><tr><th>accuracy</th><th>top-5</th><th>epoch</th><th>accuracy</th><th>loss</th>");
+    html.push_str("<th class=\"group\" colspan=\"5\">training</th></tr><tr><th>accuracy</th><th>top-5</th><th>balanced</th><th>macro-F1</th><th>epoch</th><th>accuracy</th><th>loss</th>");
     for _ in &others {
         html.push_str("<th>accuracy</th><th>top-5</th>");
     }
@@ -146,10 +144,12 @@ fn results(html: &mut String, models: &[ModelSummary]) -> Result<()> {
     for m in models {
         write!(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td>",
             escape(&m.label),
             percent(m.best_val_accuracy),
             m.evaluation.map_or("-".into(), |e| percent(e.top5_accuracy)),
+            percent(m.balanced_accuracy),
+            percent(m.macro_f1),
             m.best_epoch,
             percent(m.final_val_accuracy),
             m.final_val_loss
@@ -190,7 +190,7 @@ fn dataset(html: &mut String, page: &Page) -> Result<()> {
             data.classes,
             data.train_images,
             data.val_images,
-            escape(&run.config().images.val_split.describe())
+            escape(&run.config().images.split().describe())
         )?;
         if !data.skipped_images.is_empty() || !data.ignored_files.is_empty() {
             write!(

@@ -40,6 +40,12 @@ pub struct ModelSummary {
     pub total_seconds: f64,
     /// The best checkpoint on the validation images (top-5 etc.).
     pub evaluation: Option<Metrics>,
+    /// The best checkpoint's balanced accuracy and macro-F1 on the validation images (each
+    /// class counts alike).
+    #[serde(default)]
+    pub balanced_accuracy: f64,
+    #[serde(default)]
+    pub macro_f1: f64,
     /// The best checkpoint on other folders (`fruitlab evaluate --data`), e.g. `test`.
     pub other_evaluations: Vec<(String, Metrics)>,
     /// Size of the run folder on disk.
@@ -89,6 +95,8 @@ pub fn summarise(run: &LoadedRun) -> ModelSummary {
             + history.head_warmup_seconds
             + epoch_seconds,
         evaluation: Some(run.evaluation.metrics),
+        balanced_accuracy: run.evaluation.balanced_accuracy,
+        macro_f1: run.evaluation.macro_f1,
         other_evaluations: run
             .other_evaluations
             .iter()

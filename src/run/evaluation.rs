@@ -1,5 +1,6 @@
 //! An evaluation folder: `evaluation.json` (the numbers and every mistake's file), the
-//! confusion matrix as CSV and picture, per-class accuracy and the most confident mistakes.
+//! confusion matrix as CSV and picture, per-class accuracy, the most confident mistakes and,
+//! when asked, `ood.json` (how many images of other things were rejected).
 //! Inside a run folder ([`super::RunDir::evaluation_dir`]) or anywhere (`evaluate --out`).
 
 use std::path::{Path, PathBuf};
@@ -43,6 +44,11 @@ impl EvaluationDir {
         std::fs::create_dir_all(&self.path)
             .with_context(|| format!("cannot create {}", self.path.display()))?;
         write_json(&self.file("evaluation.json"), evaluation)
+    }
+
+    /// How the model met a folder of images of other things (`evaluate --ood`).
+    pub fn write_ood(&self, report: &impl Serialize) -> Result<()> {
+        write_json(&self.file("ood.json"), report)
     }
 
     /// The saved evaluation, or `None` when there is none.

@@ -57,8 +57,18 @@ mod names {
     pub const RESUME_STATE: &str = "state.json";
     pub const LOCK: &str = ".lock";
     pub const DATASET: &str = "dataset.json";
+    pub const TRUST_RECORD: &str = "trust.json";
+    pub const AUDIT: &str = "audit";
+    pub const TRUST_DENSITY: &str = "trust.safetensors";
     pub const VALIDATION_EVALUATION: &str = "evaluation";
     pub const FOLDER_EVALUATION_PREFIX: &str = "evaluation-";
+}
+
+/// Where a run keeps the trust of its best model (see `crate::trust`): the record and the
+/// feature density.
+pub struct TrustFiles {
+    pub record: PathBuf,
+    pub density: PathBuf,
 }
 
 /// The two trained models a run keeps.
@@ -170,6 +180,19 @@ impl RunDir {
             );
         }
         Ok(history)
+    }
+
+    /// Where `audit` writes its findings by default.
+    pub fn audit_dir(&self) -> PathBuf {
+        self.file(names::AUDIT)
+    }
+
+    /// Where the trust of the run's best model is kept.
+    pub fn trust_files(&self) -> TrustFiles {
+        TrustFiles {
+            record: self.file(names::TRUST_RECORD),
+            density: self.file(names::TRUST_DENSITY),
+        }
     }
 
     /// The images the run trains and validates on (`dataset.json`).

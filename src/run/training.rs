@@ -271,15 +271,16 @@ impl TrainingRun {
     }
 
     /// After an epoch: when its validation accuracy is the best so far, saves `model` as
-    /// `model-best` and the validation `evaluation` (computed only then) beside it.
+    /// `model-best` and the validation `evaluation` (computed only then) beside it; whether
+    /// it did.
     pub fn keep_if_best<E: Serialize>(
         &mut self,
         model: &Classifier,
         epoch: &EpochRecord,
         evaluation: impl FnOnce() -> Result<E>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if epoch.val_accuracy <= self.best {
-            return Ok(());
+            return Ok(false);
         }
         self.best = epoch.val_accuracy;
         let config = self.config();
@@ -290,7 +291,13 @@ impl TrainingRun {
             ("layout".to_string(), spelling(&config.model.layout)),
         ]);
         checkpoint::save(model, &self.dir.model_path(Checkpoint::Best), &metadata)?;
-        self.dir.evaluation_dir(&EvaluationOf::Validation).write(&evaluation()?)
+        self.dir.evaluation_dir(&EvaluationOf::Validation).write(&evaluation()?)?;
+        Ok(true)
+    }
+
+    /// Where the trust of the best model is kept (written by the process holding the run).
+    pub fn trust_files(&self) -> super::TrustFiles {
+        self.dir.trust_files()
     }
 
     /// Writes `history.json` and `history.csv`.

@@ -20,6 +20,8 @@ use crate::inference::{Guess, Predictor, top_classes};
 /// What the worker answers for one image.
 pub struct Answer {
     pub top: Vec<Guess>,
+    /// Not one of the model's classes (when the model can tell).
+    pub unknown: Option<bool>,
     /// The class activation map over the image, as PNG bytes (when asked for).
     pub cam_png: Option<Vec<u8>>,
 }
@@ -129,8 +131,7 @@ fn run_worker(
         }
         let images: Vec<RgbImage> = jobs.iter().flat_map(|j| j.images.iter().cloned()).collect();
         metrics.observe_batch(images.len());
-        let probabilities = predictor.probabilities(&images);
-        let mut rows = match probabilities {
+        let mut rows = match predictor.answers(&images) {
             Ok(rows) => rows.into_iter(),
             Err(error) => {
                 let message = format!("{error:#}");
@@ -145,9 +146,13 @@ fn run_worker(
                 .images
                 .iter()
                 .map(|image| {
-                    let row = rows.next().expect("one row per image");
+                    let answer = rows.next().expect("one answer per image");
                     let cam_png = job.cam.then(|| activation_png(predictor, image)).flatten();
-                    Answer { top: top_classes(&row, &predictor.classes, job.top_k), cam_png }
+                    Answer {
+                        top: top_classes(&answer.probabilities, &predictor.classes, job.top_k),
+                        unknown: answer.judgement.map(|j| j.unknown),
+                        cam_png,
+                    }
                 })
                 .collect();
             // The client may have gone away (timeout): nothing to do then.

@@ -20,6 +20,27 @@ pub struct ModelInfo {
     pub training: Training,
     /// How this server computes.
     pub compute: ComputeInfo,
+    /// How far the probabilities can be believed, and how "none of these" is decided (a
+    /// trained run's best model; absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationInfo>,
+    /// Why the answers are not calibrated, when a trained run's model is not (yet) the one
+    /// its calibration was fitted for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration_note: Option<String>,
+}
+
+/// The calibration and rejection a model's answers carry.
+#[derive(Clone, Debug, Serialize)]
+pub struct CalibrationInfo {
+    pub temperature: f64,
+    /// On the validation images, before and after the temperature.
+    pub ece_before: f64,
+    pub ece_after: f64,
+    /// The score deciding "none of these", its threshold and the share of validation images
+    /// it rejects; absent with `--no-reject`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reject: Option<crate::trust::Threshold>,
 }
 
 /// The arithmetic the server's convolutions use.
@@ -70,6 +91,23 @@ impl ModelInfo {
                 precision: crate::compute::arithmetic().precision(),
                 kernels: crate::compute::arithmetic().describe(),
             },
+            calibration_note: predictor.note.clone(),
+            calibration: predictor.trust.as_ref().map(|trust| CalibrationInfo {
+                temperature: trust.record.temperature,
+                ece_before: trust.record.ece_before,
+                ece_after: trust.record.ece_after,
+                reject: predictor
+                    .reject
+                    .then(|| {
+                        trust
+                            .record
+                            .thresholds
+                            .iter()
+                            .find(|t| t.score == trust.record.score)
+                            .cloned()
+                    })
+                    .flatten(),
+            }),
         })
     }
 }
@@ -85,6 +123,6 @@ fn run_training(dir: &RunDir) -> anyhow::Result<Training> {
         epochs: history.as_ref().map_or(0, |h| h.epochs.len()),
         images_seen: best.as_ref().map(|b| b.images_seen),
         best_val_accuracy: best.as_ref().map(|b| b.val_accuracy),
-        validation: config.images.val_split,
+        validation: config.images.split(),
     })
 }

@@ -53,6 +53,9 @@ struct State {
     latency: BTreeMap<String, Histogram>,
     batches: Histogram,
     images: u64,
+    /// Uncertain uploads kept, and not kept because the store was full.
+    uncertain_kept: u64,
+    uncertain_dropped: u64,
 }
 
 /// The server's counters.
@@ -72,6 +75,12 @@ impl Metrics {
         let mut state = self.lock();
         state.batches.observe(&BATCH_BUCKETS, images as f64);
         state.images += images as u64;
+    }
+
+    /// An upload to keep for labelling: kept, or not (the store is full).
+    pub fn observe_uncertain(&self, kept: bool) {
+        let mut state = self.lock();
+        if kept { state.uncertain_kept += 1 } else { state.uncertain_dropped += 1 }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -109,6 +118,18 @@ impl Metrics {
         out.push_str("# HELP fruitlab_queue_depth Requests waiting for the model.\n");
         out.push_str("# TYPE fruitlab_queue_depth gauge\n");
         let _ = writeln!(out, "fruitlab_queue_depth {queue_depth}");
+        out.push_str("# HELP fruitlab_uncertain_uploads_total Uploads to keep for labelling (--save-uncertain), by outcome.\n");
+        out.push_str("# TYPE fruitlab_uncertain_uploads_total counter\n");
+        let _ = writeln!(
+            out,
+            "fruitlab_uncertain_uploads_total{{outcome=\"kept\"}} {}",
+            state.uncertain_kept
+        );
+        let _ = writeln!(
+            out,
+            "fruitlab_uncertain_uploads_total{{outcome=\"store full\"}} {}",
+            state.uncertain_dropped
+        );
         out
     }
 }

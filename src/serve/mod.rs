@@ -8,6 +8,7 @@ mod drain;
 mod info;
 mod metrics;
 mod routes;
+pub mod uncertain;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct ServeOptions {
     pub timeout: Duration,
     /// Time a client has to send its request headers.
     pub header_timeout: Duration,
+    /// Where rejected and unsure uploads are kept (`--save-uncertain`).
+    pub uncertain: Option<uncertain::UncertainStore>,
 }
 
 /// Serves `predictor` until SIGTERM or Ctrl-C; `model` is what `GET /v1/model` says. Prints
@@ -81,6 +84,7 @@ async fn run(predictor: Predictor, model: ModelInfo, options: ServeOptions) -> R
             max_images: options.max_images,
             timeout: options.timeout,
         },
+        uncertain: options.uncertain,
     });
     let router = Router::new()
         .route("/", get(routes::page))

@@ -29,6 +29,8 @@ pub struct App {
     /// `GET /v1/model`.
     pub model: super::ModelInfo,
     pub limits: RequestLimits,
+    /// `--save-uncertain`: where rejected and unsure uploads are kept.
+    pub uncertain: Option<super::uncertain::UncertainStore>,
 }
 
 pub struct RequestLimits {
@@ -111,6 +113,9 @@ struct ImageAnswer {
     /// The upload's file name, when it had one.
     #[serde(skip_serializing_if = "Option::is_none")]
     filename: Option<String>,
+    /// Not one of the model's classes (`top` then holds the closest ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unknown: Option<bool>,
     top: Vec<Guess>,
     /// The class activation map over the image (`?cam=true`), as a PNG data URL.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -129,7 +134,12 @@ pub async fn predict(
     let uploads = read_uploads(&app, request).await?;
     let mut images = Vec::with_capacity(uploads.len());
     let mut names = Vec::with_capacity(uploads.len());
+    // The uploads' bytes, when uncertain ones are kept.
+    let mut originals = Vec::new();
     for (name, bytes) in uploads {
+        if app.uncertain.is_some() {
+            originals.push(bytes.clone());
+        }
         images.push(decode(&app, name.clone(), bytes).await?);
         names.push(name);
     }
@@ -152,6 +162,19 @@ pub async fn predict(
         .zip(answers)
         .map(|(filename, answer)| to_json(filename, answer))
         .collect();
+    if let Some(store) = &app.uncertain {
+        for (prediction, bytes) in predictions.iter().zip(&originals) {
+            let top = prediction.top.first().map_or(0.0, |g| g.probability);
+            if store.wants(top, prediction.unknown) {
+                let kept = store.keep(
+                    bytes,
+                    prediction.filename.as_deref(),
+                    &(&prediction.unknown, &prediction.top),
+                );
+                app.metrics.observe_uncertain(kept);
+            }
+        }
+    }
     Ok(Json(json!({
         "predictions": predictions,
         "milliseconds": started.elapsed().as_secs_f64() * 1e3,
@@ -162,7 +185,7 @@ fn to_json(filename: Option<String>, answer: Answer) -> ImageAnswer {
     let cam = answer.cam_png.map(|png| {
         format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png))
     });
-    ImageAnswer { filename, top: answer.top, cam }
+    ImageAnswer { filename, unknown: answer.unknown, top: answer.top, cam }
 }
 
 /// The uploaded files of a request, with their names when they have any.

@@ -42,3 +42,8 @@ pub fn spelling(value: &impl serde::Serialize) -> String {
         Err(_) => String::new(),
     }
 }
+
+/// `text` safe inside HTML (element text and attribute values).
+pub fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}

@@ -34,7 +34,7 @@ pub fn header(
             "  data     {} classes: {} training, {} validation images",
             summary.classes, summary.train_images, summary.val_images
         ),
-        format!("  validate on {}", config.images.val_split.describe()),
+        format!("  validate on {}", config.images.split().describe()),
         format!("  recipe   {}: {}", spelling(&config.recipe), describe_recipe(config)),
         format!("  trains   {}", describe_training(config)),
         format!(
@@ -92,9 +92,13 @@ fn describe_training(config: &TrainConfig) -> String {
             spelling(&from)
         ),
     };
-    match config.optimization.label_smoothing {
+    let layers = match config.optimization.label_smoothing {
         smoothing if smoothing > 0.0 => format!("{layers}; label smoothing {smoothing}"),
         _ => layers,
+    };
+    match config.optimization.class_balance {
+        crate::config::ClassBalance::Weights => format!("{layers}; every class weighs alike"),
+        crate::config::ClassBalance::None => layers,
     }
 }
 

@@ -63,7 +63,7 @@ impl Inputs {
                     batch_size,
                     normalization: config.images.normalization,
                     augment: Some((
-                        config.images.augment.clone(),
+                        config.images.augmentation(),
                         stream_seed(config.optimization.seed, "augment"),
                     )),
                 };

@@ -66,6 +66,13 @@ impl Learner {
         }
     }
 
+    /// The learner with its loss weighting each class by `weights` (see
+    /// [`class_weights`]).
+    pub fn with_class_weights(mut self, weights: Option<Vec<f32>>) -> Self {
+        self.loss = self.loss.with_weights(weights);
+        self
+    }
+
     /// The autodiff device batches go to.
     pub fn autodiff_device(&self) -> &Device {
         &self.ad
@@ -172,6 +179,23 @@ impl Learner {
     }
 }
 
+/// The loss weights of `config`'s class balance for training labels `labels` of `classes`
+/// classes: `n / (classes * n_c)` for a class of `n_c` of the `n` images (1 for every class
+/// when they are even), `None` when every image counts alike.
+pub fn class_weights(config: &TrainConfig, labels: &[usize], classes: usize) -> Option<Vec<f32>> {
+    if config.optimization.class_balance == crate::config::ClassBalance::None {
+        return None;
+    }
+    let mut counts = vec![0usize; classes];
+    for &label in labels {
+        counts[label] += 1;
+    }
+    let n = labels.len() as f64;
+    // A class without training images never appears as a target; its weight only has to be
+    // positive.
+    Some(counts.iter().map(|&c| (n / (classes as f64 * c.max(1) as f64)) as f32).collect())
+}
+
 fn targets(labels: &[usize], device: &Device) -> Tensor<1, Int> {
     let values: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
     Tensor::from_data(TensorData::new(values, [labels.len()]), device)
@@ -215,6 +239,23 @@ fn check_loss(value: f64, classes: usize) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn class_weights_make_every_class_weigh_alike() {
+        let mut config = crate::config::Recipe::Default.config(
+            crate::config::Mode::Frozen,
+            crate::config::Init::Imagenet,
+            "d".into(),
+        );
+        let labels = [0, 0, 0, 1];
+        assert_eq!(class_weights(&config, &labels, 2), None);
+        config.optimization.class_balance = crate::config::ClassBalance::Weights;
+        let weights = class_weights(&config, &labels, 3).unwrap();
+        // Class 0 (3 images) and class 1 (1) then weigh 3 x 4/9 = 1 x 4/3 alike.
+        for (weight, expected) in weights.iter().zip([4.0 / 9.0, 4.0 / 3.0, 4.0 / 3.0]) {
+            assert!((weight - expected).abs() < 1e-6, "{weights:?}");
+        }
+    }
 
     #[test]
     fn a_huge_or_non_finite_loss_is_divergence() {

@@ -10,6 +10,7 @@ pub mod prepare;
 pub mod record;
 pub mod stopping;
 pub mod trainer;
+pub mod trust;
 
 use anyhow::Result;
 use burn::tensor::Device;
@@ -42,7 +43,7 @@ fn train_run(run: &mut TrainingRun, start: Start, device: &Device) -> Result<Out
         return Ok(Outcome { history: state.history, interrupted: false });
     }
     let config = run.config().clone();
-    if config.uses_feature_store() && !config.images.augment.is_identity() {
+    if config.uses_feature_store() && !config.images.augmentation().is_identity() {
         eprintln!(
             "note: frozen mode caches backbone features of the plain images, so --augment is not applied; pass --no-feature-cache to augment (the backbone then runs every epoch)"
         );
@@ -67,7 +68,8 @@ fn train_run(run: &mut TrainingRun, start: Start, device: &Device) -> Result<Out
     }
 
     let model = model::build_model(&config, data.classes.len(), &device.clone().autodiff())?;
-    let mut learner = Learner::new(&config, model, device);
+    let weights = learner::class_weights(&config, &data.train.labels, data.classes.len());
+    let mut learner = Learner::new(&config, model, device).with_class_weights(weights);
     let mut state = match resume {
         Some(state) => {
             learner = learner.restored(run, &state)?;
@@ -83,7 +85,12 @@ fn train_run(run: &mut TrainingRun, start: Start, device: &Device) -> Result<Out
             ..History::default()
         }),
     };
-    let outcome = Trainer::new(&config, run, device, data, learner).train(&mut state)?;
+    let mut trainer = Trainer::new(&config, run, device, &data, learner);
+    let outcome = trainer.train(&mut state)?;
+    if state.finished && !outcome.interrupted {
+        trainer.fit_trust(&state)?;
+    }
+    drop(trainer);
     if state.finished {
         run.finish()?;
     }

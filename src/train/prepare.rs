@@ -28,14 +28,14 @@ pub struct PreparedData {
 /// Reads and decodes the dataset of `config`.
 pub fn prepare_data(config: &TrainConfig) -> Result<PreparedData> {
     let started = Instant::now();
-    let mut splits = data::load_splits(&config.data, config.images.val_split)?;
+    let mut splits = data::load_splits(&config.data, config.images.split())?;
     splits.train = data::dataset::every_nth_frame(splits.train, config.images.frame_stride);
     data::split::ensure_usable(&splits)?;
     ensure!(!splits.val.is_empty(), "no validation images: use a larger --val-split");
     ensure_fits(config, splits.train.len() + splits.val.len())?;
-    let size = config.images.image_size;
-    let train = data::decode_labeled(&splits.train, size, "decode train")?;
-    let val = data::decode_labeled(&splits.val, size, "decode val")?;
+    let input = config.images.input();
+    let train = data::decode_labeled(&splits.train, &input, "decode train")?;
+    let val = data::decode_labeled(&splits.val, &input, "decode val")?;
     let unnamed = splits.bad_names.iter().map(|path| data::BadImage {
         path: path.clone(),
         error: format!("{}: the file name is not valid UTF-8", path.display()),
@@ -79,7 +79,7 @@ pub fn prepare_data(config: &TrainConfig) -> Result<PreparedData> {
 /// Refuses what cannot fit before spending minutes decoding: the decoded images, plus the
 /// activations of a training batch when the backbone trains.
 fn ensure_fits(config: &TrainConfig, images: usize) -> Result<()> {
-    let size = config.images.image_size;
+    let size = config.images.size();
     let batch = config.optimization.batch_size;
     let mut needed = images as u64 * (size * size * 3) as u64;
     let mut what = format!("holding {images} decoded images of {size}x{size} px");

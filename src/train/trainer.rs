@@ -13,13 +13,13 @@ use super::learner::{Learner, StepInput};
 use super::prepare::PreparedData;
 use super::record::{describe_epoch, epoch_record, summarise_epoch};
 use super::stopping::{self, StoppingRule};
-use super::{Outcome, optim};
+use super::{Outcome, optim, trust};
 use crate::config::TrainConfig;
 use crate::data::SampleStream;
 use crate::eval;
 use crate::features::{self, FeatureVariant, head_logits};
-use crate::inference::map_images;
-use crate::run::{PartialEpoch, ResumeState, TrainingRun};
+use crate::inference::{self, map_images};
+use crate::run::{Checkpoint, PartialEpoch, ResumeState, TrainingRun};
 use crate::support::progress::Progress;
 
 /// Everything one training run works with.
@@ -27,9 +27,18 @@ pub struct Trainer<'a> {
     pub config: &'a TrainConfig,
     pub run: &'a mut TrainingRun,
     pub device: Device,
-    pub data: PreparedData,
+    pub data: &'a PreparedData,
     pub learner: Learner,
     pub stopping: Vec<Box<dyn StoppingRule>>,
+    /// The validation pass that made the best model the best, kept for fitting its trust.
+    best_validation: Option<ValidationPass>,
+}
+
+/// The model's outputs for the validation images at the end of an epoch.
+struct ValidationPass {
+    epoch: usize,
+    logits: Vec<f32>,
+    features: Vec<f32>,
 }
 
 impl Trainer<'_> {
@@ -37,11 +46,64 @@ impl Trainer<'_> {
         config: &'a TrainConfig,
         run: &'a mut TrainingRun,
         device: &Device,
-        data: PreparedData,
+        data: &'a PreparedData,
         learner: Learner,
     ) -> Trainer<'a> {
         let stopping = stopping::rules(&config.stopping);
-        Trainer { config, run, device: device.clone(), data, learner, stopping }
+        Trainer {
+            config,
+            run,
+            device: device.clone(),
+            data,
+            learner,
+            stopping,
+            best_validation: None,
+        }
+    }
+
+    /// Fits the trust of the best model (see [`crate::trust`]) and keeps it in the run: from
+    /// the validation pass that made it the best when this process ran it, else from a new
+    /// one.
+    pub fn fit_trust(&mut self, state: &ResumeState) -> Result<()> {
+        let Some(best) = state.history.best() else { return Ok(()) };
+        let dir = self.run.dir().clone();
+        let model = dir.load_model(Checkpoint::Best, &self.device)?.model;
+        let identity = inference::model_identity(&dir.model_path(Checkpoint::Best))?;
+        let (logits, features) = match self.best_validation.take() {
+            Some(pass) if pass.epoch == best.epoch => (pass.logits, pass.features),
+            _ => trust::logits_and_features(
+                self.config,
+                &model,
+                &self.data.val,
+                &self.device,
+                "trust: validation",
+            )?,
+        };
+        let fitted = trust::fit_trust(
+            &model,
+            &identity,
+            self.config,
+            &logits,
+            &features,
+            &self.data.val.labels,
+            &self.data.train,
+            &self.device,
+        )?;
+        fitted.save(&self.run.trust_files())?;
+        let record = &fitted.record;
+        let threshold = fitted.threshold();
+        let rejected = record.thresholds.iter().find(|t| t.score == record.score);
+        let line = format!(
+            "calibrated: temperature {:.3}, calibration error {:.2}% -> {:.2}% on {} validation images; \"none of these\" below {} score {threshold:.4} (rejects {:.1}% of them)",
+            record.temperature,
+            100.0 * record.ece_before,
+            100.0 * record.ece_after,
+            record.validation_images,
+            crate::support::spelling(&record.score),
+            100.0 * rejected.map_or(0.0, |t| t.validation_rejected),
+        );
+        eprintln!("{line}");
+        self.run.log(&line)
     }
 
     /// Trains until the configured epochs are done, a stopping rule ends the run, or Ctrl-C
@@ -151,7 +213,7 @@ impl Trainer<'_> {
         let train_len = self.data.train.len();
         let lr = optim::epoch_end_rate(config, epoch, config.steps_in_epoch(train_len));
         let val_started = Instant::now();
-        let val_logits = self.validation_logits(val_inputs)?;
+        let (val_logits, val_features) = self.validation_pass(val_inputs)?;
         let val = eval::metrics(&val_logits, &self.data.val.labels)?;
         let images_seen = (epoch * config.images_per_epoch(train_len)) as u64;
         let record = epoch_record(
@@ -169,8 +231,8 @@ impl Trainer<'_> {
         state.step_in_epoch = 0;
         state.partial_epoch = PartialEpoch::default();
         state.finished = epoch == config.schedule.epochs;
-        let data = &self.data;
-        self.run.keep_if_best(&self.learner.model, &record, || {
+        let data = self.data;
+        let improved = self.run.keep_if_best(&self.learner.model, &record, || {
             // The best model's evaluation on the validation images, from the validation pass
             // that made it the best: the report then need not run the model over them again.
             let mut evaluation = eval::evaluate(&val_logits, &data.val.labels, &data.classes)?;
@@ -178,6 +240,10 @@ impl Trainer<'_> {
             evaluation.epoch = Some(epoch);
             Ok(evaluation)
         })?;
+        if improved {
+            self.best_validation =
+                Some(ValidationPass { epoch, logits: val_logits, features: val_features });
+        }
         if !state.finished
             && let Some(reason) = stopping::reason_to_stop(&self.stopping, &state.history)
         {
@@ -242,23 +308,23 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    /// The model's outputs for the validation images with the current weights.
-    fn validation_logits(&self, inputs: &Inputs) -> Result<Vec<f32>> {
-        Ok(match inputs {
-            Inputs::Features(rows) => {
-                head_logits(&self.learner.model.head.valid(), rows, &self.device)?
-            }
+    /// The model's logits and pooled features of the validation images, current weights.
+    fn validation_pass(&self, inputs: &Inputs) -> Result<(Vec<f32>, Vec<f32>)> {
+        let features = match inputs {
+            Inputs::Features(rows) => rows.to_vec(),
             Inputs::Images(images) => {
-                let model = self.learner.model.inference();
+                let backbone = self.learner.model.backbone.inference();
                 let progress = Progress::new("validate", images.len() as u64);
                 map_images(
                     images,
                     self.config.images.normalization,
                     &self.device,
                     |n| progress.update(n as u64, String::new),
-                    |x| model.forward(x),
+                    |x| backbone.features(x),
                 )?
             }
-        })
+        };
+        let logits = head_logits(&self.learner.model.head.valid(), &features, &self.device)?;
+        Ok((logits, features))
     }
 }

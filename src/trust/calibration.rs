@@ -38,7 +38,12 @@ pub fn fit_temperature(logits: &[f32], labels: &[usize], classes: usize) -> f64 
 }
 
 /// Mean cross-entropy of `labels` under `softmax(logits / temperature)`.
-pub fn negative_log_likelihood(logits: &[f32], labels: &[usize], classes: usize, temperature: f64) -> f64 {
+pub fn negative_log_likelihood(
+    logits: &[f32],
+    labels: &[usize],
+    classes: usize,
+    temperature: f64,
+) -> f64 {
     let total: f64 = logits
         .chunks_exact(classes)
         .zip(labels)
@@ -97,9 +102,7 @@ pub fn reliability(logits: &[f32], labels: &[usize], classes: usize) -> Vec<Reli
 /// between confidence and accuracy.
 pub fn expected_calibration_error(bins: &[ReliabilityBin]) -> f64 {
     let total: usize = bins.iter().map(|b| b.images).sum();
-    bins.iter()
-        .map(|b| b.images as f64 * (b.confidence - b.accuracy).abs())
-        .sum::<f64>()
+    bins.iter().map(|b| b.images as f64 * (b.confidence - b.accuracy).abs()).sum::<f64>()
         / total.max(1) as f64
 }
 

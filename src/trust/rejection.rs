@@ -24,10 +24,16 @@ pub enum ScoreKind {
 }
 
 impl ScoreKind {
-    pub const ALL: [ScoreKind; 3] = [ScoreKind::Probability, ScoreKind::Energy, ScoreKind::Mahalanobis];
+    pub const ALL: [ScoreKind; 3] =
+        [ScoreKind::Probability, ScoreKind::Energy, ScoreKind::Mahalanobis];
 }
 
 crate::spelled_setting!(ScoreKind);
+
+/// Whether a score is "none of these" at `threshold`: below it, or not a number at all.
+pub fn is_rejected(score: f64, threshold: f64) -> bool {
+    score.partial_cmp(&threshold).is_none_or(|order| order.is_lt())
+}
 
 /// The calibrated top probability of each row of logits.
 pub fn probability_scores(logits: &[f32], classes: usize, temperature: f64) -> Vec<f64> {
@@ -133,11 +139,21 @@ impl FeatureDensity {
             .map(|row| {
                 let x: Vec<f64> = row.iter().map(|&v| v as f64).collect();
                 let quadratic: f64 = (0..dim)
-                    .map(|i| x[i] * self.precision[i * dim..(i + 1) * dim].iter().zip(&x).map(|(p, v)| p * v).sum::<f64>())
+                    .map(|i| {
+                        x[i] * self.precision[i * dim..(i + 1) * dim]
+                            .iter()
+                            .zip(&x)
+                            .map(|(p, v)| p * v)
+                            .sum::<f64>()
+                    })
                     .sum();
                 let nearest = (0..self.classes)
                     .map(|c| {
-                        let cross: f64 = self.weighted_means[c * dim..(c + 1) * dim].iter().zip(&x).map(|(w, v)| w * v).sum();
+                        let cross: f64 = self.weighted_means[c * dim..(c + 1) * dim]
+                            .iter()
+                            .zip(&x)
+                            .map(|(w, v)| w * v)
+                            .sum();
                         quadratic - 2.0 * cross + self.offsets[c]
                     })
                     .fold(f64::INFINITY, f64::min);
@@ -241,9 +257,10 @@ pub fn threshold_at(scores: &[f64], rate: f64) -> f64 {
     sorted[at]
 }
 
-/// The share of `scores` a threshold rejects (`score < threshold`).
+/// The share of `scores` a threshold rejects (see [`is_rejected`]).
 pub fn rejected_share(scores: &[f64], threshold: f64) -> f64 {
-    scores.iter().filter(|&&s| s < threshold || !s.is_finite()).count() as f64 / scores.len().max(1) as f64
+    scores.iter().filter(|&&s| is_rejected(s, threshold)).count() as f64
+        / scores.len().max(1) as f64
 }
 
 #[cfg(test)]

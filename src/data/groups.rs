@@ -1,0 +1,244 @@
+//! Validation by group for photos: photos of one sitting (the same pile of fruit, the same
+//! shelf, the same light) are held out together, never split between training and validation,
+//! so that validation meets new sittings as a test set does. Two photos are of one sitting
+//! when (transitively) their names are neighbours of one numbered run (`IMG_0041.jpg`,
+//! `IMG_0042.jpg`), or their cameras recorded them within [`SITTING_SECONDS`] of each other,
+//! or they are nearly the same picture (difference hashes at most [`SAME_PICTURE_BITS`] apart).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::dataset::LabeledImage;
+
+/// Photos taken this close together (by their EXIF capture time) are one sitting.
+pub const SITTING_SECONDS: i64 = 120;
+/// Numbered names this close are one run.
+const NAME_GAP: u64 = 2;
+/// Difference hashes this close are the same picture.
+pub const SAME_PICTURE_BITS: u32 = 6;
+
+/// Disjoint sets of images (union-find).
+struct Sets(Vec<usize>);
+
+impl Sets {
+    fn new(n: usize) -> Self {
+        Self((0..n).collect())
+    }
+
+    fn root(&mut self, mut i: usize) -> usize {
+        while self.0[i] != i {
+            self.0[i] = self.0[self.0[i]];
+            i = self.0[i];
+        }
+        i
+    }
+
+    fn join(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.root(a), self.root(b));
+        if a != b {
+            self.0[a.max(b)] = a.min(b);
+        }
+    }
+}
+
+/// A name's stem split into the text before its last run of digits and that number:
+/// `IMG_0042` is (`IMG_`, 42).
+fn numbered(path: &Path) -> Option<(String, u64)> {
+    let stem = path.file_stem()?.to_string_lossy();
+    let digits = stem.len() - stem.chars().rev().take_while(|c| c.is_ascii_digit()).count();
+    let number = stem[digits..].parse().ok()?;
+    Some((stem[..digits].to_string(), number))
+}
+
+/// The groups of the images of one class: a group number for each image.
+pub fn groups(images: &[&LabeledImage], pictures: &[u64], taken: &[Option<i64>]) -> Vec<usize> {
+    let n = images.len();
+    let mut sets = Sets::new(n);
+    // Numbered runs: neighbours in number order with the same prefix.
+    let mut runs: Vec<(String, u64, usize)> =
+        (0..n).filter_map(|i| numbered(&images[i].path).map(|(p, k)| (p, k, i))).collect();
+    runs.sort();
+    for pair in runs.windows(2) {
+        if pair[0].0 == pair[1].0 && pair[1].1 - pair[0].1 <= NAME_GAP {
+            sets.join(pair[0].2, pair[1].2);
+        }
+    }
+    // Capture times: neighbours in time order.
+    let mut times: Vec<(i64, usize)> = (0..n).filter_map(|i| taken[i].map(|t| (t, i))).collect();
+    times.sort();
+    for pair in times.windows(2) {
+        if pair[1].0 - pair[0].0 <= SITTING_SECONDS {
+            sets.join(pair[0].1, pair[1].1);
+        }
+    }
+    // Nearly the same picture.
+    for i in 0..n {
+        for j in i + 1..n {
+            if (pictures[i] ^ pictures[j]).count_ones() <= SAME_PICTURE_BITS {
+                sets.join(i, j);
+            }
+        }
+    }
+    let mut numbers: HashMap<usize, usize> = HashMap::new();
+    (0..n)
+        .map(|i| {
+            let root = sets.root(i);
+            let next = numbers.len();
+            *numbers.entry(root).or_insert(next)
+        })
+        .collect()
+}
+
+/// Which images of one class to hold out: whole groups, chosen in a fixed pseudo-random
+/// order (the same whatever the seed), until at least `fraction` of the class is held out;
+/// a group whose holding out would leave the class no training image is skipped (a class that
+/// is a single sitting has no validation images).
+pub fn held_out(group_of: &[usize], names: &[&Path], fraction: f64) -> Vec<bool> {
+    let n = group_of.len();
+    let groups = group_of.iter().copied().max().map_or(0, |g| g + 1);
+    let mut order: Vec<(u64, usize)> = (0..groups)
+        .map(|g| {
+            // A group is placed by the name of its first image: stable across runs.
+            let first = (0..n).find(|&i| group_of[i] == g).expect("every group has an image");
+            let key = names[first]
+                .to_string_lossy()
+                .bytes()
+                .fold(0x5EED_u64, |acc, b| super::loader::mix(acc, b as u64));
+            (key, g)
+        })
+        .collect();
+    order.sort();
+    let wanted = ((n as f64 * fraction).round() as usize).clamp(1, n.saturating_sub(1).max(1));
+    let mut held = vec![false; n];
+    let mut count = 0;
+    for (_, g) in order {
+        if count >= wanted {
+            break;
+        }
+        let size = group_of.iter().filter(|&&x| x == g).count();
+        // Never hold out every image of the class.
+        if count + size >= n {
+            continue;
+        }
+        for i in 0..n {
+            if group_of[i] == g {
+                held[i] = true;
+            }
+        }
+        count += size;
+    }
+    held
+}
+
+/// A 64-bit difference hash of an image: whether brightness falls from each cell of a 9 x 8
+/// grid to its right neighbour. Nearly the same picture gives nearly the same bits.
+pub fn difference_hash(image: &image::RgbImage) -> u64 {
+    let small = image::imageops::resize(image, 9, 8, image::imageops::FilterType::Triangle);
+    let gray = |x: u32, y: u32| {
+        let p = small.get_pixel(x, y).0;
+        0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32
+    };
+    let mut hash = 0u64;
+    for y in 0..8 {
+        for x in 0..8 {
+            hash = (hash << 1) | (gray(x, y) > gray(x + 1, y)) as u64;
+        }
+    }
+    hash
+}
+
+/// The difference hash of the image file at `path` (decoded small), if it can be read.
+pub fn picture_hash(path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    crate::preprocess::decode_bytes_at(&bytes, Some(16)).ok().map(|image| difference_hash(&image))
+}
+
+/// The EXIF capture time (`DateTimeOriginal`) of the image file at `path`, in seconds, if it
+/// records one.
+pub fn capture_time(path: &Path) -> Option<i64> {
+    use std::io::Read;
+    // EXIF sits at the start of a JPEG: the first 128 KiB hold it.
+    let mut head = Vec::new();
+    std::fs::File::open(path).ok()?.take(128 << 10).read_to_end(&mut head).ok()?;
+    let exif = exif::Reader::new().read_from_container(&mut std::io::Cursor::new(&head)).ok()?;
+    let field = exif.get_field(exif::Tag::DateTimeOriginal, exif::In::PRIMARY)?;
+    let exif::Value::Ascii(ref text) = field.value else { return None };
+    let time = exif::DateTime::from_ascii(text.first()?).ok()?;
+    let days = days_from_civil(time.year as i64, time.month as i64, time.day as i64);
+    Some(days * 86_400 + time.hour as i64 * 3600 + time.minute as i64 * 60 + time.second as i64)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn images(names: &[&str]) -> Vec<LabeledImage> {
+        names.iter().map(|n| LabeledImage { path: PathBuf::from(n), label: 0 }).collect()
+    }
+
+    #[test]
+    fn neighbours_in_name_time_or_picture_are_one_sitting() {
+        let files =
+            images(&["IMG_0041.jpg", "IMG_0042.jpg", "IMG_0050.jpg", "a.jpg", "b.jpg", "c.jpg"]);
+        let refs: Vec<&LabeledImage> = files.iter().collect();
+        // Pictures 8 or more bits apart except 3 and 4 (one bit).
+        let pictures = [
+            0xFF,
+            0xFF00_0000,
+            0xFF_0000_0000_0000,
+            0xFFFF << 48,
+            (0xFFFF << 48) | 1,
+            0xFFFF << 32,
+        ];
+        let taken = [None, None, Some(1000), None, None, Some(1060)];
+        let g = groups(&refs, &pictures, &taken);
+        assert_eq!(g[0], g[1], "a numbered run");
+        assert_eq!(g[3], g[4], "the same picture");
+        assert_eq!(g[2], g[5], "one minute apart");
+        assert_ne!(g[0], g[2]);
+        assert_ne!(g[0], g[3]);
+    }
+
+    #[test]
+    fn whole_groups_are_held_out_and_never_the_whole_class() {
+        let group_of = [0, 0, 0, 1, 1, 2, 3, 3, 4, 5];
+        let names: Vec<PathBuf> = (0..10).map(|i| PathBuf::from(format!("{i}.jpg"))).collect();
+        let refs: Vec<&Path> = names.iter().map(PathBuf::as_path).collect();
+        let held = held_out(&group_of, &refs, 0.2);
+        for g in 0..6 {
+            let members: Vec<bool> =
+                (0..10).filter(|&i| group_of[i] == g).map(|i| held[i]).collect();
+            assert!(members.iter().all(|&h| h == members[0]), "group {g} split: {held:?}");
+        }
+        let count = held.iter().filter(|&&h| h).count();
+        assert!((2..=4).contains(&count), "{count} held");
+        assert_eq!(held, held_out(&group_of, &refs, 0.2), "fixed");
+        let single = held_out(&[0, 0, 0], &refs[..3], 0.2);
+        assert!(single.iter().all(|&h| !h), "a class of one sitting keeps every image: {single:?}");
+    }
+
+    #[test]
+    fn a_picture_and_its_mirror_hash_apart() {
+        let gradient = image::RgbImage::from_fn(16, 16, |x, _| image::Rgb([(x * 16) as u8; 3]));
+        let mirrored = image::imageops::flip_horizontal(&gradient);
+        assert_eq!(difference_hash(&gradient), difference_hash(&gradient.clone()));
+        assert_eq!((difference_hash(&gradient), difference_hash(&mirrored)), (0, u64::MAX));
+    }
+
+    #[test]
+    fn dates_count_days_from_1970() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+}
