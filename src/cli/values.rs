@@ -88,5 +88,5 @@ cli_values!(Backend {
 cli_values!(Precision {
     Fp32: "f32 arithmetic",
     Bf16: "bf16 inputs, f32 sums: AMX or AVX512-BF16 (an error where the CPU has neither)",
-    Auto: "bf16 where the CPU has AMX, fp32 elsewhere",
+    Auto: "bf16 where it is faster than fp32 (AMX, or AVX512-BF16 on AMD), fp32 elsewhere",
 });

@@ -91,7 +91,8 @@ macro_rules! compute_settings {
                 /// CPU threads for the math and the data pipeline.
                 threads: usize [optional "all cores"] = None,
                 /// Arithmetic of the convolutions: fp32; bf16 (their inputs in bf16, sums in
-                /// f32, on AMX or AVX512-BF16); or auto (bf16 where the CPU has AMX).
+                /// f32, on AMX or AVX512-BF16); or auto (bf16 where it is faster: AMX, or
+                /// AVX512-BF16 on AMD).
                 precision: $crate::compute::Precision = $crate::compute::Precision::Fp32,
             }
         }
@@ -157,13 +158,8 @@ impl Compute {
                     "--precision bf16: this CPU has no bf16 instructions (neither AMX nor AVX512-BF16); use --precision fp32"
                 ),
             },
-            // AVX512-BF16 has been measured for correctness only (on a Xeon, where it is
-            // slower than fp32), not for speed on the AMD CPUs it is meant for: auto leaves it
-            // to an explicit --precision bf16 until it has.
-            Precision::Auto => match support.best {
-                Some(Bf16Kernel::Amx) => bf16(Bf16Kernel::Amx),
-                _ => fp32,
-            },
+            // AMX, or AVX512-BF16 where it beats fp32 (AMD: measured in BENCHMARKS.md).
+            Precision::Auto => support.fastest().map_or(fp32, bf16),
         })
     }
 }

@@ -11,6 +11,15 @@ pub(crate) fn available() -> bool {
     is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
 }
 
+/// Whether `vdpbf16ps` is worth using on this CPU: on AMD (Zen 4 and 5) it runs at twice the
+/// fp32 FMA rate (measured on a Zen 5: 918 against 461 GFLOP/s on 2 threads); on Intel Xeons
+/// it runs at half (measured: 246 against 492), and AMX is the fast path there.
+pub(crate) fn faster_than_fp32() -> bool {
+    let vendor = std::arch::x86_64::__cpuid(0);
+    // "AuthenticAMD", spelled over EBX, EDX, ECX.
+    available() && [vendor.ebx, vendor.edx, vendor.ecx] == [0x6874_7541, 0x6974_6E65, 0x444D_4163]
+}
+
 /// A vector of 32 bf16 (bits), as the dot-product instruction takes it.
 #[inline]
 #[target_feature(enable = "avx512f")]

@@ -7,7 +7,7 @@
 //! output's products (each operand is rounded to bf16 once, a relative error of at most 2^-9,
 //! so each product is off by at most ~2^-8 of itself; 2^-7 leaves room for the f32 sums).
 
-use fruitlab_kernels::bf16::{self, Bf16Kernel};
+use fruitlab_kernels::bf16::{self, Bf16Kernel, Bf16Support};
 use fruitlab_kernels::{
     Activation, ConvShape, Gemm, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
 };
@@ -39,6 +39,21 @@ fn every_bf16_kernel_the_cpu_reports_runs_here() {
         assert!(Bf16Kernel::Avx512.is_available());
     }
     println!("bf16 kernels run on this machine: {:?} ({support:?})", kernels());
+}
+
+#[test]
+fn speed_takes_avx512_bf16_only_where_it_beats_fp32() {
+    let support = |best, avx512_bf16_fast| Bf16Support {
+        best,
+        amx_unavailable: None,
+        amx_reported: false,
+        avx512_bf16: true,
+        avx512_bf16_fast,
+    };
+    assert_eq!(support(Some(Bf16Kernel::Avx512), false).fastest(), None);
+    assert_eq!(support(Some(Bf16Kernel::Avx512), true).fastest(), Some(Bf16Kernel::Avx512));
+    assert_eq!(support(Some(Bf16Kernel::Amx), false).fastest(), Some(Bf16Kernel::Amx));
+    assert_eq!(support(None, true).fastest(), None);
 }
 
 /// Asserts every output within the bf16 bound of the reference, and that the result is not
