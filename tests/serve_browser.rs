@@ -1,7 +1,7 @@
 //! The page of `fruitlab serve` in a real browser: headless Chromium, driven through
-//! ChromeDriver's WebDriver protocol, opens the page, uploads an image of the mini `Test/`,
+//! ChromeDriver's WebDriver protocol, opens the page, uploads an image of the mini `Test/`
 //! and the right class name appears in the rendered page, with its bars and its activation
-//! map. Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
+//! map; then a photo of none of its classes, and the page says so. Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
 //!
 //! With `FRUITLAB_SCREENSHOTS=DIR`, screenshots of the page at 1400 px and at phone width are
 //! written there (the README's screenshot command).
@@ -176,6 +176,17 @@ fn the_page_classifies_an_uploaded_photo() {
     assert!(source.as_str().unwrap().starts_with("data:image/png;base64,"), "the activation map");
     let status = browser.text(&browser.find("#status").unwrap());
     assert!(status.contains("classified in"), "{status}");
+
+    // A clothing photo is none of the ten fruits: the page says so instead of naming one.
+    let hat = common::shared().join("datasets/clothing10/Test/hat");
+    let hat = hat.read_dir().unwrap().next().unwrap().unwrap().path();
+    browser.command(
+        "POST",
+        &format!("/element/{input}/value"),
+        Some(json!({ "text": hat.canonicalize().unwrap().display().to_string() })),
+    );
+    let answer = wait_for_text(&browser, ".card.unknown .class", |t| !t.is_empty());
+    assert_eq!(answer, "Not one of the 10 classes I know");
 
     if let Some(folder) = std::env::var_os("FRUITLAB_SCREENSHOTS") {
         let folder = Path::new(&folder);
