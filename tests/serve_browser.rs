@@ -124,6 +124,12 @@ fn request(url: &str, method: &str, body: Option<Value>) -> Value {
     response.body_mut().read_json().unwrap()
 }
 
+/// Picks `file` in the page's file input `input`, as a person choosing it would.
+fn upload(browser: &Browser, input: &str, file: &Path) {
+    let path = file.canonicalize().unwrap().display().to_string();
+    browser.command("POST", &format!("/element/{input}/value"), Some(json!({ "text": path })));
+}
+
 /// Polls `find` until it returns an element whose text satisfies `done`.
 fn wait_for_text(browser: &Browser, css: &str, done: impl Fn(&str) -> bool) -> String {
     let started = Instant::now();
@@ -155,11 +161,7 @@ fn the_page_classifies_an_uploaded_photo() {
 
     let banana = common::mini_dataset().join("Test/Banana/141_100.jpg");
     let input = browser.find("#files").expect("the file input");
-    browser.command(
-        "POST",
-        &format!("/element/{input}/value"),
-        Some(json!({ "text": banana.canonicalize().unwrap().display().to_string() })),
-    );
+    upload(&browser, &input, &banana);
     let answer = wait_for_text(&browser, ".card .class", |t| !t.is_empty());
     assert_eq!(answer, "Banana");
     let card = browser.find(".card").unwrap();
@@ -180,11 +182,7 @@ fn the_page_classifies_an_uploaded_photo() {
     // A clothing photo is none of the ten fruits: the page says so instead of naming one.
     let hat = common::shared().join("datasets/clothing10/Test/hat");
     let hat = hat.read_dir().unwrap().next().unwrap().unwrap().path();
-    browser.command(
-        "POST",
-        &format!("/element/{input}/value"),
-        Some(json!({ "text": hat.canonicalize().unwrap().display().to_string() })),
-    );
+    upload(&browser, &input, &hat);
     let answer = wait_for_text(&browser, ".card.unknown .class", |t| !t.is_empty());
     assert_eq!(answer, "Not one of the 10 classes I know");
 
