@@ -8,10 +8,9 @@ use anyhow::{Result, bail};
 use burn::tensor::Device;
 
 use crate::config::TrainConfig;
-use crate::data::SampleStream;
 use crate::report::charts::{Chart, Series};
 use crate::support::progress::Progress;
-use crate::train::batches::Inputs;
+use crate::train::batches::{Inputs, sample_stream};
 use crate::train::learner::Learner;
 use crate::train::model::build_model;
 use crate::train::prepare::prepare_data;
@@ -46,7 +45,7 @@ pub fn lr_find(config: &TrainConfig, sweep: &Sweep, out: &Path, device: &Device)
         crate::train::learner::class_weights(config, &data.train.labels, data.classes.len());
     let mut learner = Learner::new(config, model, device).with_class_weights(weights);
     let batch_size = config.optimization.batch_size;
-    let samples = SampleStream::new(data.train.len(), config.optimization.seed)
+    let samples = sample_stream(config, &data.train.labels, config.optimization.seed)
         .slice(0, sweep.steps * batch_size);
     let inputs = Inputs::of(config, &learner.model, &data.train, device, "features train")?;
     let mut batches = inputs.batches(config, samples, learner.autodiff_device());

@@ -1,36 +1,15 @@
 //! End-to-end tests of answers a person can trust: a trained run's calibration and its "none
-//! of these" (fruits-360-mini against clothing photos), `audit` finding images put in the
-//! wrong folder, and photos getting the photo preprocessing chosen from the data
-//! (clothing10).
+//! of these" (fruits-360-mini against clothing photos), and `audit` finding images put in the
+//! wrong folder.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
 fn json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn clothing10() -> PathBuf {
-    common::shared().join("datasets/clothing10")
-}
-
-/// The first `n` images (by name) of each of the clothing10 `split` classes `classes`,
-/// copied under `out/<class>/`.
-fn clothing_sample(split: &str, classes: &[&str], n: usize, out: &Path) {
-    for class in classes {
-        let mut names: Vec<_> = std::fs::read_dir(clothing10().join(split).join(class))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        names.sort();
-        std::fs::create_dir_all(out.join(class)).unwrap();
-        for path in names.into_iter().take(n) {
-            std::fs::copy(&path, out.join(class).join(path.file_name().unwrap())).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -51,7 +30,7 @@ fn a_trained_run_is_calibrated_and_says_none_of_these_to_other_things() {
 
     // Clothing photos are none of the ten fruits.
     let other = dir.path().join("clothing");
-    clothing_sample("Test", &["hat", "shoes", "pants"], 8, &other);
+    common::clothing_sample("Test", &["hat", "shoes", "pants"], 8, &other);
     let output = common::fruitlab()
         .args(["evaluate", "--json", "--run"])
         .arg(&run)
@@ -172,36 +151,4 @@ fn audit_finds_images_in_the_wrong_folder() {
     // They come first.
     let first: Vec<_> = suspects.iter().take(3).filter(|p| p.contains("banana_")).collect();
     assert_eq!(first.len(), 3, "{suspects:?}");
-}
-
-#[test]
-fn photos_get_the_full_resolution_and_a_split_by_sitting() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("photos");
-    clothing_sample("Training", &["hat", "shoes", "pants"], 12, &data.join("Training"));
-    common::cached_weights();
-    let run = dir.path().join("run");
-    let output = common::fruitlab()
-        .args(["train", "--mode", "frozen", "--epochs", "2", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&run)
-        .assert()
-        .success()
-        .get_output()
-        .stderr
-        .clone();
-    let stderr = String::from_utf8_lossy(&output);
-    assert!(stderr.contains("from the data: 224 px, centre crop 0.875: photos"), "{stderr}");
-    assert!(stderr.contains("groups:0.2"), "{stderr}");
-    let config = json(&run.join("config.json"));
-    let c = &config["config"];
-    assert_eq!(
-        (&c["image_size"], &c["crop"], &c["val_split"]),
-        (&224.into(), &0.875.into(), &"groups:0.2".into())
-    );
-    // A prediction cuts the same centre as training.
-    let photo =
-        std::fs::read_dir(data.join("Training/hat")).unwrap().next().unwrap().unwrap().path();
-    common::fruitlab().args(["predict", "--run"]).arg(&run).arg(&photo).assert().success();
 }

@@ -20,19 +20,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Result, ensure};
-use burn::module::Module;
 use burn::tensor::Device;
 use serde::Serialize;
 
 use crate::config::{Init, Mode, Recipe, TrainConfig};
-use crate::data::{self, ContentHash, DecodedImages, ImageFolder, LabeledImage, SampleStream};
-use crate::features::head_logits;
+use crate::data::{self, ContentHash, DecodedImages, ImageFolder, LabeledImage};
 use crate::inference::softmax;
-use crate::model::Classifier;
 use crate::model::HeadKind;
 use crate::run::{Checkpoint, RunDir};
-use crate::train::batches::Inputs;
-use crate::train::learner::Learner;
 
 pub use page::write_page;
 
@@ -228,43 +223,24 @@ fn cross_fit(
     config.model.head = HeadKind::Linear;
     config.optimization.label_smoothing = 0.0;
     config.optimization.seed = run_config.optimization.seed;
-    let fold_of: Vec<usize> = stratified_folds(labelled.iter().map(|&i| labels[i]), folds);
-    let mut out = vec![0f32; labelled.len() * classes];
-    for fold in 0..folds {
-        crate::support::interrupt::check()?;
-        let train: Vec<usize> = (0..labelled.len()).filter(|&j| fold_of[j] != fold).collect();
-        let held: Vec<usize> = (0..labelled.len()).filter(|&j| fold_of[j] == fold).collect();
-        let rows = |indices: &[usize]| -> Vec<f32> {
-            indices
-                .iter()
-                .flat_map(|&j| {
-                    features[labelled[j] * FEATURE_DIM..(labelled[j] + 1) * FEATURE_DIM]
-                        .iter()
-                        .copied()
-                })
-                .collect()
-        };
-        let train_labels: Vec<usize> = train.iter().map(|&j| labels[labelled[j]]).collect();
-        // Each fold's top starts from its own seeded draw: the audit is reproducible.
-        device.seed(config.optimization.seed + fold as u64);
-        let ad = device.clone().autodiff();
-        let model = Classifier::new(config.model.layout, HeadKind::Linear, classes, &ad);
-        let mut learner = Learner::new(&config, model, device);
-        let inputs = Inputs::Features(Arc::new(rows(&train)));
-        for epoch in 0..FOLD_EPOCHS {
-            let samples = SampleStream::new(train.len(), config.optimization.seed + fold as u64)
-                .slice((epoch * train.len()) as u64, train.len());
-            let mut batches = inputs.batches(&config, samples, learner.autodiff_device());
-            while let Some((input, batch_labels)) = batches.next_batch(&train_labels) {
-                learner.step(input, &batch_labels, config.optimization.lr)?;
-            }
-        }
-        let logits = head_logits(&learner.model.head.valid(), &rows(&held), device)?;
-        for (&j, row) in held.iter().zip(logits.chunks_exact(classes)) {
-            out[j * classes..(j + 1) * classes].copy_from_slice(&softmax(row));
-        }
-    }
-    Ok(out)
+    let rows: Vec<f32> = labelled
+        .iter()
+        .flat_map(|&i| &features[i * FEATURE_DIM..(i + 1) * FEATURE_DIM])
+        .copied()
+        .collect();
+    let labelled_labels: Vec<usize> = labelled.iter().map(|&i| labels[i]).collect();
+    let fold_of = stratified_folds(labelled_labels.iter().copied(), folds);
+    let logits = crate::train::folds::out_of_fold(
+        &config,
+        &rows,
+        &labelled_labels,
+        &fold_of,
+        folds,
+        classes,
+        FOLD_EPOCHS,
+        device,
+    )?;
+    Ok(logits.chunks_exact(classes).flat_map(softmax).collect())
 }
 
 /// A fold for each image (labels in order), each class's images spread evenly over the folds.

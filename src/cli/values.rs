@@ -46,6 +46,7 @@ cli_values!(Monitor { Loss: "validation loss", Accuracy: "validation accuracy" }
 cli_values!(ClassBalance {
     None: "every image counts alike",
     Weights: "each image's loss weighted inversely to its class's size",
+    Sampler: "every class drawn equally often (small classes' images repeat)",
 });
 cli_values!(OptimizerKind {
     Sgd: "SGD with momentum",

@@ -79,6 +79,8 @@ pub enum ClassBalance {
     /// Each image's loss weighted inversely to its class's share of the training images, so
     /// that every class counts alike.
     Weights,
+    /// Every class drawn equally often: small classes' images repeat within an epoch.
+    Sampler,
 }
 
 crate::spelled_setting!(Init, Mode, OptimizerKind, Schedule, Monitor, ClassBalance);

@@ -22,6 +22,12 @@ macro_rules! training_settings {
                 /// `test` (the dataset's `Test/` folder).
                 val_split: $crate::data::ValSplit
                     [optional "from the data: blocks:0.2 for video frames, groups:0.2 otherwise"] = None,
+                /// Frozen mode: also estimate the accuracy by K-fold cross-validation of the
+                /// top, K tops each trained on the stored features of all but one fold of the
+                /// training and validation images (whole sittings) and scored on that fold;
+                /// written to cross-validation.json.
+                // One split of a few hundred photos is a noisy estimate (BENCHMARKS.md).
+                folds: usize [optional "off"] = None,
                 /// Input size in pixels.
                 image_size: usize [optional "from the data: 100 for small images, 224 for photos"] = None,
                 /// The share of the image's shorter side kept, around its centre, before it is
@@ -125,8 +131,9 @@ macro_rules! training_settings {
                 /// Label smoothing of the cross-entropy.
                 // Near-copies of the training frames otherwise make the top overconfident.
                 label_smoothing: f64 = if case.notebook { 0.0 } else { 0.1 },
-                /// How uneven classes are weighed: `none` (every image alike) or `weights` (the
-                /// loss of each image inversely to its class's size: every class alike).
+                /// How uneven classes are weighed: `none` (every image alike), `weights` (the
+                /// loss of each image inversely to its class's size: every class alike) or
+                /// `sampler` (every class drawn equally often; small classes' images repeat).
                 class_balance: $crate::config::ClassBalance = $crate::config::ClassBalance::None,
                 /// Seed of the initialisation, data order and augmentation.
                 seed: u64 = 42,

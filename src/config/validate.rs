@@ -52,6 +52,12 @@ impl TrainConfig {
                 format!("--epochs x --steps-per-epoch x --batch-size is {images} images: too many to train")
             });
         }
+        if let Some(folds) = self.images.folds {
+            p.whole("--folds", folds, 2, 50);
+            p.require(self.uses_feature_store(), || {
+                "--folds cross-validates the top on stored features: it needs --mode frozen with the feature cache".into()
+            });
+        }
         match self.images.image_size {
             Some(size) => p.whole("--image-size", size, 32, 1024),
             None => p.require(false, || "--image-size: not chosen from the data yet".into()),

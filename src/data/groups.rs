@@ -89,17 +89,14 @@ pub fn groups(images: &[&LabeledImage], pictures: &[u64], taken: &[Option<i64>])
         .collect()
 }
 
-/// Which images of one class to hold out: whole groups, chosen in a fixed pseudo-random
-/// order (the same whatever the seed), until at least `fraction` of the class is held out;
-/// a group whose holding out would leave the class no training image is skipped (a class that
-/// is a single sitting has no validation images).
-pub fn held_out(group_of: &[usize], names: &[&Path], fraction: f64) -> Vec<bool> {
-    let n = group_of.len();
+/// The groups of one class in the order they are placed in validation or folds: by the name
+/// of each group's first image, a fixed pseudo-random order (the same whatever the seed,
+/// stable across runs).
+fn placement_order(group_of: &[usize], names: &[&Path]) -> Vec<usize> {
     let groups = group_of.iter().copied().max().map_or(0, |g| g + 1);
     let mut order: Vec<(u64, usize)> = (0..groups)
         .map(|g| {
-            // A group is placed by the name of its first image: stable across runs.
-            let first = (0..n).find(|&i| group_of[i] == g).expect("every group has an image");
+            let first = group_of.iter().position(|&x| x == g).expect("every group has an image");
             let key = names[first]
                 .to_string_lossy()
                 .bytes()
@@ -108,10 +105,18 @@ pub fn held_out(group_of: &[usize], names: &[&Path], fraction: f64) -> Vec<bool>
         })
         .collect();
     order.sort();
+    order.into_iter().map(|(_, g)| g).collect()
+}
+
+/// Which images of one class to hold out: whole groups, in [`placement_order`], until at least
+/// `fraction` of the class is held out; a group whose holding out would leave the class no
+/// training image is skipped (a class that is a single sitting has no validation images).
+pub fn held_out(group_of: &[usize], names: &[&Path], fraction: f64) -> Vec<bool> {
+    let n = group_of.len();
     let wanted = ((n as f64 * fraction).round() as usize).clamp(1, n.saturating_sub(1).max(1));
     let mut held = vec![false; n];
     let mut count = 0;
-    for (_, g) in order {
+    for g in placement_order(group_of, names) {
         if count >= wanted {
             break;
         }
@@ -128,6 +133,24 @@ pub fn held_out(group_of: &[usize], names: &[&Path], fraction: f64) -> Vec<bool>
         count += size;
     }
     held
+}
+
+/// A fold (of `folds`) for each image of one class: whole groups, the largest first (ties in
+/// [`placement_order`]), each to the fold with the fewest images so far, so that the folds of
+/// a class differ by at most its largest group (a class of fewer groups than folds leaves some
+/// folds without it).
+pub fn folds(group_of: &[usize], names: &[&Path], folds: usize) -> Vec<usize> {
+    let size = |g: usize| group_of.iter().filter(|&&x| x == g).count();
+    let mut order = placement_order(group_of, names);
+    order.sort_by_key(|&g| std::cmp::Reverse(size(g)));
+    let mut sizes = vec![0usize; folds];
+    let mut fold_of_group = vec![0usize; order.len()];
+    for g in order {
+        let fold = (0..folds).min_by_key(|&f| sizes[f]).expect("at least one fold");
+        fold_of_group[g] = fold;
+        sizes[fold] += size(g);
+    }
+    group_of.iter().map(|&g| fold_of_group[g]).collect()
 }
 
 /// A 64-bit difference hash of an image: whether brightness falls from each cell of a 9 x 8
@@ -226,6 +249,25 @@ mod tests {
         assert_eq!(held, held_out(&group_of, &refs, 0.2), "fixed");
         let single = held_out(&[0, 0, 0], &refs[..3], 0.2);
         assert!(single.iter().all(|&h| !h), "a class of one sitting keeps every image: {single:?}");
+    }
+
+    #[test]
+    fn folds_keep_groups_whole_and_even() {
+        let group_of = [0, 0, 0, 1, 1, 2, 3, 3, 4, 5, 6, 7];
+        let names: Vec<PathBuf> = (0..12).map(|i| PathBuf::from(format!("{i}.jpg"))).collect();
+        let refs: Vec<&Path> = names.iter().map(PathBuf::as_path).collect();
+        let fold_of = folds(&group_of, &refs, 3);
+        for g in 0..8 {
+            let members: Vec<usize> =
+                (0..12).filter(|&i| group_of[i] == g).map(|i| fold_of[i]).collect();
+            assert!(members.iter().all(|&f| f == members[0]), "group {g} split: {fold_of:?}");
+        }
+        let mut sizes = [0usize; 3];
+        for &f in &fold_of {
+            sizes[f] += 1;
+        }
+        assert!(sizes.iter().all(|&n| (3..=5).contains(&n)), "uneven folds {sizes:?}");
+        assert_eq!(fold_of, folds(&group_of, &refs, 3), "fixed");
     }
 
     #[test]

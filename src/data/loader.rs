@@ -28,21 +28,57 @@ pub fn mix(seed: u64, stream: u64) -> u64 {
 }
 
 /// The training sample order: an endless sequence of shuffled passes over the data set, like
-/// Keras' `flow_from_directory`. Position `p` is item `p % n` of pass `p / n`, whose shuffle
+/// Keras' `flow_from_directory`. Position `p` is item `p % n` of pass `p / n`, whose order
 /// depends only on the seed and the pass, so any stretch can be regenerated to resume a run.
 pub struct SampleStream {
     len: usize,
     seed: u64,
+    /// Each class's images, when every class is drawn equally often.
+    balanced: Option<Vec<Vec<usize>>>,
 }
 
 impl SampleStream {
+    /// Passes that are permutations of the `len` images.
     pub fn new(len: usize, seed: u64) -> Self {
-        Self { len, seed }
+        Self { len, seed, balanced: None }
+    }
+
+    /// Passes of `labels.len()` draws in which every class (with images) gets an equal share of
+    /// the places: a small class's images repeat within a pass, a large class shows a different
+    /// part of its images each pass. Within a class the images are drawn without replacement
+    /// (a shuffled cycle), which repeats each image as little as an equal share allows.
+    pub fn balanced(labels: &[usize], seed: u64) -> Self {
+        let classes = labels.iter().max().map_or(0, |&c| c + 1);
+        let mut members = vec![Vec::new(); classes];
+        for (index, &label) in labels.iter().enumerate() {
+            members[label].push(index);
+        }
+        members.retain(|images| !images.is_empty());
+        Self { len: labels.len(), seed, balanced: Some(members) }
     }
 
     fn pass_order(&self, pass: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.len).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(self.seed, pass)));
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(self.seed, pass));
+        let Some(members) = &self.balanced else {
+            let mut order: Vec<usize> = (0..self.len).collect();
+            order.shuffle(&mut rng);
+            return order;
+        };
+        // The places left over after equal shares go to classes drawn at random.
+        let (share, left_over) = (self.len / members.len(), self.len % members.len());
+        let mut extra: Vec<bool> = (0..members.len()).map(|c| c < left_over).collect();
+        extra.shuffle(&mut rng);
+        let mut order = Vec::with_capacity(self.len);
+        for (images, extra) in members.iter().zip(extra) {
+            let mut cycle = images.clone();
+            for place in 0..share + usize::from(extra) {
+                if place % cycle.len() == 0 {
+                    cycle.shuffle(&mut rng);
+                }
+                order.push(cycle[place % cycle.len()]);
+            }
+        }
+        order.shuffle(&mut rng);
         order
     }
 
@@ -187,6 +223,30 @@ mod tests {
         assert_ne!(first[..10], first[10..20], "each pass is shuffled anew");
         assert_eq!(stream.slice(13, 5), first[13..18], "any stretch can be regenerated");
         assert_ne!(SampleStream::new(10, 43).slice(0, 10), first[..10]);
+    }
+
+    #[test]
+    fn balanced_passes_draw_every_class_equally_often() {
+        // Class 0 has 8 images, class 1 has 2, class 2 has 1 (indices 0-7, 8-9, 10).
+        let labels: Vec<usize> = [vec![0; 8], vec![1; 2], vec![2]].concat();
+        let stream = SampleStream::balanced(&labels, 7);
+        let samples = stream.slice(0, 3 * labels.len());
+        for pass in samples.chunks(labels.len()) {
+            let mut per_class = [0usize; 3];
+            for &(index, _) in pass {
+                per_class[labels[index]] += 1;
+            }
+            // 11 places: 3 each, the 2 left over to two different classes.
+            let mut sorted = per_class;
+            sorted.sort();
+            assert_eq!(sorted, [3, 4, 4], "{per_class:?}");
+            // Class 1's two images alternate: neither appears more than twice in a pass.
+            for image in [8, 9] {
+                assert!(pass.iter().filter(|s| s.0 == image).count() <= 2);
+            }
+        }
+        assert_ne!(samples[..11], samples[11..22], "each pass is drawn anew");
+        assert_eq!(stream.slice(15, 5), samples[15..20], "any stretch can be regenerated");
     }
 
     #[test]

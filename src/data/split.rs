@@ -278,12 +278,42 @@ pub fn hold_out_groups(
     num_classes: usize,
     fraction: f64,
 ) -> (Vec<LabeledImage>, Vec<LabeledImage>) {
+    let mut held = vec![false; images.len()];
+    for_each_class_sittings(images, num_classes, |members, group_of, names| {
+        for (&i, held_out) in members.iter().zip(super::groups::held_out(group_of, names, fraction))
+        {
+            held[i] = held_out;
+        }
+    });
+    let (val, train): (Vec<_>, Vec<_>) =
+        images.iter().cloned().zip(held).partition(|(_, held)| *held);
+    (train.into_iter().map(|(i, _)| i).collect(), val.into_iter().map(|(i, _)| i).collect())
+}
+
+/// A fold (of `folds`) for each image: whole sittings (as [`hold_out_groups`] finds them), each
+/// class spread over the folds as evenly as its sittings allow.
+pub fn sitting_folds(images: &[LabeledImage], num_classes: usize, folds: usize) -> Vec<usize> {
+    let mut fold_of = vec![0; images.len()];
+    for_each_class_sittings(images, num_classes, |members, group_of, names| {
+        for (&i, fold) in members.iter().zip(super::groups::folds(group_of, names, folds)) {
+            fold_of[i] = fold;
+        }
+    });
+    fold_of
+}
+
+/// Calls `each` with every class's images (indices into `images`), their sittings (a group
+/// number for each) and their names.
+fn for_each_class_sittings(
+    images: &[LabeledImage],
+    num_classes: usize,
+    mut each: impl FnMut(&[usize], &[usize], &[&Path]),
+) {
     use rayon::prelude::*;
     let pictures: Vec<u64> =
         images.par_iter().map(|i| super::groups::picture_hash(&i.path).unwrap_or(0)).collect();
     let taken: Vec<Option<i64>> =
         images.par_iter().map(|i| super::groups::capture_time(&i.path)).collect();
-    let (mut train, mut val) = (Vec::new(), Vec::new());
     for label in 0..num_classes {
         let members: Vec<usize> = (0..images.len()).filter(|&i| images[i].label == label).collect();
         let class: Vec<&LabeledImage> = members.iter().map(|&i| &images[i]).collect();
@@ -291,12 +321,8 @@ pub fn hold_out_groups(
         let class_taken: Vec<Option<i64>> = members.iter().map(|&i| taken[i]).collect();
         let group_of = super::groups::groups(&class, &class_pictures, &class_taken);
         let names: Vec<&Path> = class.iter().map(|i| i.path.as_path()).collect();
-        let held = super::groups::held_out(&group_of, &names, fraction);
-        for (image, held) in class.into_iter().zip(held) {
-            if held { val.push(image.clone()) } else { train.push(image.clone()) }
-        }
+        each(&members, &group_of, &names);
     }
-    (train, val)
 }
 
 /// Checks a split for what would make training or validation mean little, in words.

@@ -175,7 +175,23 @@ fn results(html: &mut String, models: &[ModelSummary]) -> Result<()> {
             m.folder_bytes as f64 / 1e6
         )?;
     }
-    html.push_str("</table></div><p class=\"note\">The best checkpoint is <code>model-best.safetensors</code>, the epoch with the highest validation accuracy: the model that <code>predict</code>, <code>evaluate</code>, <code>serve</code> and <code>export</code> use. The final epoch is where training stopped. Validation images are held out of training, but they come from the same videos as the training images, so they do not replace an evaluation on a new split (<code>fruitlab evaluate --data ROOT</code> uses its <code>Test/</code>).</p>");
+    html.push_str("</table></div>");
+    for m in models {
+        if let Some(cv) = &m.cross_validation {
+            write!(
+                html,
+                "<p>{}: {}-fold cross-validation of the top over whole sittings of all {} training and validation images (each scored once by a top that never saw it): <strong>{} &plusmn; {:.2} points</strong> (standard error; balanced accuracy {}, macro-F1 {}).</p>",
+                escape(&m.label),
+                cv.folds,
+                cv.images,
+                percent(cv.accuracy),
+                100.0 * cv.standard_error,
+                percent(cv.balanced_accuracy),
+                percent(cv.macro_f1)
+            )?;
+        }
+    }
+    html.push_str("<p class=\"note\">The best checkpoint is <code>model-best.safetensors</code>, the epoch with the highest validation accuracy: the model that <code>predict</code>, <code>evaluate</code>, <code>serve</code> and <code>export</code> use. The final epoch is where training stopped. Validation images are held out of training, but they come from the same videos as the training images, so they do not replace an evaluation on a new split (<code>fruitlab evaluate --data ROOT</code> uses its <code>Test/</code>).</p>");
     Ok(())
 }
 

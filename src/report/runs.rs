@@ -22,6 +22,8 @@ pub struct LoadedRun {
     pub evaluation: Evaluation,
     /// Other evaluations found in the run folder (`evaluate --data`), by folder name.
     pub other_evaluations: Vec<(String, Evaluation)>,
+    /// The run's K-fold cross-validation (`--folds`), when it has one.
+    pub cross_validation: Option<crate::train::folds::CrossValidation>,
     pub files: Vec<LabeledImage>,
     pub classes: Vec<String>,
     pub label: String,
@@ -50,12 +52,14 @@ pub fn load(paths: &[PathBuf], device: &Device) -> Result<Vec<LoadedRun>> {
         let RunEvaluation { evaluation, files, classes } =
             load_or_evaluate(&run, &history, device)?;
         let other_evaluations = run.folder_evaluations();
+        let cross_validation = run.read_cross_validation()?;
         loaded.push(LoadedRun {
             run,
             record,
             history,
             evaluation,
             other_evaluations,
+            cross_validation,
             files,
             classes,
             label,

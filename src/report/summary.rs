@@ -48,6 +48,10 @@ pub struct ModelSummary {
     pub macro_f1: f64,
     /// The best checkpoint on other folders (`fruitlab evaluate --data`), e.g. `test`.
     pub other_evaluations: Vec<(String, Metrics)>,
+    /// The run's K-fold cross-validation over its training and validation images
+    /// (`--folds`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_validation: Option<crate::train::folds::CrossValidation>,
     /// Size of the run folder on disk.
     pub folder_bytes: u64,
 }
@@ -102,6 +106,7 @@ pub fn summarise(run: &LoadedRun) -> ModelSummary {
             .iter()
             .map(|(name, e)| (name.clone(), e.metrics))
             .collect(),
+        cross_validation: run.cross_validation.clone(),
         folder_bytes: run.run.size_bytes(),
     }
 }

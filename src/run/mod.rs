@@ -60,6 +60,7 @@ mod names {
     pub const TRUST_RECORD: &str = "trust.json";
     pub const AUDIT: &str = "audit";
     pub const TRUST_DENSITY: &str = "trust.safetensors";
+    pub const CROSS_VALIDATION: &str = "cross-validation.json";
     pub const VALIDATION_EVALUATION: &str = "evaluation";
     pub const FOLDER_EVALUATION_PREFIX: &str = "evaluation-";
 }
@@ -193,6 +194,12 @@ impl RunDir {
             record: self.file(names::TRUST_RECORD),
             density: self.file(names::TRUST_DENSITY),
         }
+    }
+
+    /// The run's K-fold cross-validation (`--folds`), when it has one.
+    pub fn read_cross_validation<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        let path = self.file(names::CROSS_VALIDATION);
+        path.exists().then(|| read_json(&path)).transpose()
     }
 
     /// The images the run trains and validates on (`dataset.json`).

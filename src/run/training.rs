@@ -300,6 +300,11 @@ impl TrainingRun {
         self.dir.trust_files()
     }
 
+    /// Keeps the run's K-fold cross-validation (`--folds`).
+    pub fn write_cross_validation(&self, record: &impl Serialize) -> Result<()> {
+        write_json(&self.dir.file(names::CROSS_VALIDATION), record)
+    }
+
     /// Writes `history.json` and `history.csv`.
     pub fn write_history(&self, history: &History) -> Result<()> {
         write_json(&self.dir.file(names::HISTORY_JSON), history)?;

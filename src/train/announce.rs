@@ -34,7 +34,7 @@ pub fn header(
             "  data     {} classes: {} training, {} validation images",
             summary.classes, summary.train_images, summary.val_images
         ),
-        format!("  validate on {}", config.images.split().describe()),
+        format!("  validate on {}{}", config.images.split().describe(), describe_folds(config)),
         format!("  recipe   {}: {}", spelling(&config.recipe), describe_recipe(config)),
         format!("  trains   {}", describe_training(config)),
         format!(
@@ -55,6 +55,13 @@ pub fn header(
         ));
     }
     lines
+}
+
+/// The cross-validation after training, when asked for.
+fn describe_folds(config: &TrainConfig) -> String {
+    config.images.folds.map_or(String::new(), |folds| {
+        format!("; then {folds}-fold cross-validation of the top over whole sittings")
+    })
 }
 
 /// The recipe's key values in one line.
@@ -98,6 +105,9 @@ fn describe_training(config: &TrainConfig) -> String {
     };
     match config.optimization.class_balance {
         crate::config::ClassBalance::Weights => format!("{layers}; every class weighs alike"),
+        crate::config::ClassBalance::Sampler => {
+            format!("{layers}; every class drawn equally often")
+        }
         crate::config::ClassBalance::None => layers,
     }
 }

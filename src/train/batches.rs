@@ -8,8 +8,8 @@ use anyhow::Result;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::learner::StepInput;
-use crate::config::TrainConfig;
-use crate::data::{BatchRecipe, Batches, DecodedImages};
+use crate::config::{ClassBalance, TrainConfig};
+use crate::data::{BatchRecipe, Batches, DecodedImages, SampleStream};
 use crate::features::{self, FeatureVariant};
 use crate::model::Classifier;
 use crate::model::resnet::FEATURE_DIM;
@@ -136,6 +136,16 @@ pub fn gather_features(
     }
     let tensor = Tensor::from_data(TensorData::new(rows, [samples.len(), FEATURE_DIM]), device);
     (tensor, samples.iter().map(|&(index, _)| labels[index]).collect())
+}
+
+/// The order in which a run of `config` draws its training images (labelled `labels`) from
+/// the stream seeded `seed`: shuffled passes, or with `--class-balance sampler` passes that
+/// draw every class equally often.
+pub fn sample_stream(config: &TrainConfig, labels: &[usize], seed: u64) -> SampleStream {
+    match config.optimization.class_balance {
+        ClassBalance::Sampler => SampleStream::balanced(labels, seed),
+        ClassBalance::None | ClassBalance::Weights => SampleStream::new(labels.len(), seed),
+    }
 }
 
 /// Distinct, seed-derived streams for the data order, augmentation, and so on.

@@ -181,9 +181,9 @@ impl Learner {
 
 /// The loss weights of `config`'s class balance for training labels `labels` of `classes`
 /// classes: `n / (classes * n_c)` for a class of `n_c` of the `n` images (1 for every class
-/// when they are even), `None` when every image counts alike.
+/// when they are even), `None` unless the balance is by weights.
 pub fn class_weights(config: &TrainConfig, labels: &[usize], classes: usize) -> Option<Vec<f32>> {
-    if config.optimization.class_balance == crate::config::ClassBalance::None {
+    if config.optimization.class_balance != crate::config::ClassBalance::Weights {
         return None;
     }
     let mut counts = vec![0usize; classes];

@@ -3,6 +3,7 @@
 
 pub mod announce;
 pub mod batches;
+pub mod folds;
 pub mod learner;
 pub mod model;
 pub mod optim;
@@ -89,6 +90,7 @@ fn train_run(run: &mut TrainingRun, start: Start, device: &Device) -> Result<Out
     let outcome = trainer.train(&mut state)?;
     if state.finished && !outcome.interrupted {
         trainer.fit_trust(&state)?;
+        trainer.cross_validate(&state)?;
     }
     drop(trainer);
     if state.finished {

@@ -8,14 +8,13 @@ use anyhow::Result;
 use burn::module::Module;
 use burn::tensor::Device;
 
-use super::batches::{Inputs, gather_features, stream_seed};
+use super::batches::{Inputs, gather_features, sample_stream, stream_seed};
 use super::learner::{Learner, StepInput};
 use super::prepare::PreparedData;
 use super::record::{describe_epoch, epoch_record, summarise_epoch};
 use super::stopping::{self, StoppingRule};
 use super::{Outcome, optim, trust};
 use crate::config::TrainConfig;
-use crate::data::SampleStream;
 use crate::eval;
 use crate::features::{self, FeatureVariant, head_logits};
 use crate::inference::{self, map_images};
@@ -106,6 +105,44 @@ impl Trainer<'_> {
         self.run.log(&line)
     }
 
+    /// With `--folds K`, cross-validates the top over the training and validation images (see
+    /// [`super::folds`]) for as many epochs as the best model trained, and keeps the result
+    /// in the run.
+    pub fn cross_validate(&mut self, state: &ResumeState) -> Result<()> {
+        let (Some(folds), Some(best)) = (self.config.images.folds, state.history.best()) else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let (Inputs::Features(train), Inputs::Features(val)) =
+            (self.inputs_of(true)?, self.inputs_of(false)?)
+        else {
+            anyhow::bail!("--folds needs the stored features of a frozen run");
+        };
+        let data = self.data;
+        let features = [train.as_slice(), val.as_slice()].concat();
+        let labels = [data.train.labels.as_slice(), &data.val.labels].concat();
+        let files = [data.train_files.as_slice(), &data.val_files].concat();
+        let fold_of = crate::data::split::sitting_folds(&files, data.classes.len(), folds);
+        let result = super::folds::cross_validate(
+            self.config,
+            &features,
+            &labels,
+            &fold_of,
+            folds,
+            &data.classes,
+            best.epoch,
+            &self.device,
+        )?;
+        self.run.write_cross_validation(&result)?;
+        let line = format!(
+            "cross-validation: {} ({:.1}s)",
+            result.describe(),
+            started.elapsed().as_secs_f64()
+        );
+        eprintln!("{line}");
+        self.run.log(&line)
+    }
+
     /// Trains until the configured epochs are done, a stopping rule ends the run, or Ctrl-C
     /// (then a resumable checkpoint is saved, whatever the phase).
     pub fn train(&mut self, state: &mut ResumeState) -> Result<Outcome> {
@@ -167,7 +204,7 @@ impl Trainer<'_> {
         let batch_size = config.optimization.batch_size;
         let done_images = (state.step_in_epoch * batch_size).min(images_per_epoch);
         let start = (state.epochs_done * images_per_epoch + done_images) as u64;
-        let samples = SampleStream::new(train_len, config.optimization.seed)
+        let samples = sample_stream(config, &self.data.train.labels, config.optimization.seed)
             .slice(start, images_per_epoch - done_images);
         let progress = Progress::steps(
             &format!("epoch {}/{}", state.epochs_done + 1, config.schedule.epochs),
@@ -272,7 +309,7 @@ impl Trainer<'_> {
         state.history.feature_seconds += started.elapsed().as_secs_f64();
         let labels = self.data.train.labels.clone();
         let seed = stream_seed(config.optimization.seed, "head warm-up");
-        let stream = SampleStream::new(labels.len(), seed);
+        let stream = sample_stream(config, &labels, seed);
         let epochs = config.schedule.head_warmup_epochs;
         let run = &*self.run;
         self.learner.with_head_optimizer(optim::build(config), |learner| {

@@ -20,6 +20,27 @@ pub fn mini_dataset() -> PathBuf {
     shared().join("datasets/fruits-360-mini")
 }
 
+/// Real phone photos, 10 uneven classes (`Training/` and `Test/`).
+pub fn clothing10() -> PathBuf {
+    shared().join("datasets/clothing10")
+}
+
+/// The first `n` images (by name) of each of the clothing10 `split` classes `classes`,
+/// copied under `out/<class>/`.
+pub fn clothing_sample(split: &str, classes: &[&str], n: usize, out: &Path) {
+    for class in classes {
+        let mut names: Vec<_> = std::fs::read_dir(clothing10().join(split).join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        std::fs::create_dir_all(out.join(class)).unwrap();
+        for path in names.into_iter().take(n) {
+            std::fs::copy(&path, out.join(class).join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
 /// The cached ImageNet weights; the tests need them (`.ci/run` fetches them first).
 pub fn cached_weights() -> PathBuf {
     let path = fruitlab::weights::fetch::cached_weights_path().unwrap();
