@@ -38,21 +38,9 @@ fn train_frozen(data: &Path, run: &Path, args: &[&str]) -> String {
 #[test]
 fn photos_get_the_full_resolution_and_a_split_by_sitting() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("photos");
-    common::clothing_sample("Training", &["hat", "shoes", "pants"], 12, &data.join("Training"));
-    common::cached_weights();
+    let data = photos(dir.path(), 12);
     let run = dir.path().join("run");
-    let output = common::fruitlab()
-        .args(["train", "--mode", "frozen", "--epochs", "2", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&run)
-        .assert()
-        .success()
-        .get_output()
-        .stderr
-        .clone();
-    let stderr = String::from_utf8_lossy(&output);
+    let stderr = train_frozen(&data, &run, &["--epochs", "2"]);
     assert!(stderr.contains("from the data: 224 px, centre crop 0.875: photos"), "{stderr}");
     assert!(stderr.contains("groups:0.2"), "{stderr}");
     let config = json(&run.join("config.json"));
