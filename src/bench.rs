@@ -181,7 +181,7 @@ pub fn bench_data(root: &Path, image_size: usize, limit: usize) -> Result<DataBe
     let samples: Vec<(usize, u64)> = (0..decoded.len()).map(|i| (i, i as u64)).collect();
     let started = Instant::now();
     for chunk in samples.chunks(recipe.batch_size) {
-        std::hint::black_box(data::loader::assemble(&decoded, chunk, &recipe));
+        std::hint::black_box(data::loader::assemble(&decoded, chunk, &recipe)?);
     }
     let augment_img_per_s = decoded.len() as f64 / started.elapsed().as_secs_f64();
     Ok(DataBench {

@@ -55,7 +55,7 @@ pub fn lr_find(config: &TrainConfig, sweep: &Sweep, out: &Path, device: &Device)
     let mut curve = Vec::new();
     for step in 0..sweep.steps {
         crate::support::interrupt::check()?;
-        let Some((input, batch_labels)) = batches.next_batch(&labels) else { break };
+        let Some((input, batch_labels)) = batches.next_batch(&labels)? else { break };
         let rate = sweep.start
             * (sweep.end / sweep.start).powf(step as f64 / (sweep.steps - 1).max(1) as f64);
         // A diverged loss (an error from the step) ends the sweep: the rates beyond are useless.

@@ -136,3 +136,63 @@ fn the_balanced_sampler_trains_and_is_recorded() {
     assert!(stderr.contains("every class drawn equally often"), "{stderr}");
     assert_eq!(json(&run.join("config.json"))["config"]["class_balance"], "sampler");
 }
+
+#[test]
+fn decoded_photos_stay_on_disk_and_are_checked_when_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = photos(dir.path(), 6);
+    // A private cache (the weights linked in), so that its image cache starts empty.
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    let weights = common::cached_weights();
+    std::os::unix::fs::symlink(&weights, cache.join(weights.file_name().unwrap())).unwrap();
+    let train = |run: &str, limit_gib: Option<&str>| {
+        let mut command = common::fruitlab();
+        command.env("FRUITLAB_CACHE", &cache);
+        if let Some(gib) = limit_gib {
+            command.env("FRUITLAB_IMAGE_CACHE_GIB", gib);
+        }
+        // Without the feature store, every epoch reads the decoded images.
+        let args =
+            ["--mode", "frozen", "--no-feature-cache", "--image-size", "64", "--epochs", "1"];
+        command.arg("train").args(args).arg("--data").arg(&data);
+        command.arg("--out").arg(dir.path().join(run)).output().unwrap()
+    };
+    let succeeds = |run: &str, limit_gib: Option<&str>| {
+        let output = train(run, limit_gib);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        let history = json(&dir.path().join(run).join("history.json"));
+        (stderr, history["epochs"][0]["val_loss"].as_f64().unwrap())
+    };
+    let pixel_files = || -> Vec<PathBuf> {
+        let files = std::fs::read_dir(cache.join("images")).unwrap().map(|e| e.unwrap().path());
+        files.filter(|p| p.extension().unwrap() == "pixels").collect()
+    };
+
+    let (stderr, loss) = succeeds("first", None);
+    assert!(stderr.contains("decoded into the image cache"), "{stderr}");
+    assert_eq!(pixel_files().len(), 2, "training and validation images");
+    let (stderr, again) = succeeds("again", None);
+    assert!(stderr.contains("read from the image cache"), "{stderr}");
+    assert_eq!(again, loss);
+
+    // A flipped bit is found when the cache is opened: decoded anew, the same run.
+    for file in pixel_files() {
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes[100] ^= 0x40;
+        std::fs::write(&file, bytes).unwrap();
+    }
+    let (stderr, repaired) = succeeds("repaired", None);
+    assert!(stderr.contains("unusable") && stderr.contains("decoding again"), "{stderr}");
+    assert!(stderr.contains("decoded into the image cache"), "{stderr}");
+    assert_eq!(repaired, loss);
+
+    let (stderr, in_memory) = succeeds("in-memory", Some("0"));
+    assert!(stderr.contains("decoded into memory"), "{stderr}");
+    assert_eq!(in_memory, loss);
+    let output = train("refused", Some("lots"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("FRUITLAB_IMAGE_CACHE_GIB=\"lots\" is not a size in GiB"), "{stderr}");
+}

@@ -180,7 +180,7 @@ pub fn audit(run: &RunDir, options: AuditOptions, device: &Device) -> Result<Aud
     suspects.sort_by(|a, b| b.0.total_cmp(&a.0));
     let suspects_found = suspects.len();
     let confident_found = suspects.iter().filter(|(_, s)| s.confident).count();
-    let groups = duplicate_groups(&images, &kept, &classes, &relative);
+    let groups = duplicate_groups(&images, &kept, &classes, &relative)?;
     let leaking = groups.iter().filter(|g| g.leakage).count();
     let found = groups.len();
     let mut groups = groups;
@@ -305,14 +305,14 @@ fn duplicate_groups(
     kept: &[&Entry],
     classes: &[String],
     relative: &dyn Fn(&Path) -> PathBuf,
-) -> Vec<DuplicateGroup> {
+) -> Result<Vec<DuplicateGroup>> {
     let describe =
         |i: usize| (kept[i].split, relative(&kept[i].file.path), classes[images.labels[i]].clone());
     let mut by_bytes: HashMap<ContentHash, Vec<usize>> = HashMap::new();
     let mut by_picture: HashMap<u64, Vec<usize>> = HashMap::new();
     for i in 0..images.len() {
         by_bytes.entry(images.hashes[i]).or_default().push(i);
-        by_picture.entry(data::groups::difference_hash(&images.rgb(i))).or_default().push(i);
+        by_picture.entry(data::groups::difference_hash(&images.rgb(i)?)).or_default().push(i);
     }
     let group = |kind: &'static str, members: &Vec<usize>| {
         let leakage = members.iter().any(|&i| kept[i].split != kept[members[0]].split);
@@ -325,7 +325,7 @@ fn duplicate_groups(
         .values()
         .filter(|m| m.len() > 1 && !m.iter().all(|&i| images.hashes[i] == images.hashes[m[0]]))
         .map(|m| group("same picture", m));
-    identical.into_iter().chain(same_picture).collect()
+    Ok(identical.into_iter().chain(same_picture).collect())
 }
 
 /// The `count` images farthest (in direction) from their class's mean features.

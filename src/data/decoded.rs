@@ -1,7 +1,9 @@
-//! Decode every image once, in parallel, into one contiguous uint8 buffer that training and
-//! evaluation then read from memory (1.5 GB for the 48,905 Fruits-360 images at 100 px).
+//! Decode every image once, in parallel, into the square uint8 RGB images that training and
+//! evaluation read: kept in the image cache on disk (see [`super::image_cache`]), or in memory.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Result, bail};
@@ -9,7 +11,12 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::dataset::LabeledImage;
+use super::image_cache::{ImageCache, PixelFile, good_files};
 use crate::preprocess::InputSpec;
+
+/// Images decoded at once before they are handed on (to the cache file or to memory): enough
+/// to keep every core busy, few enough to bound memory (38 MB at 224 px).
+const DECODE_CHUNK: usize = 256;
 
 /// The SHA-256 of an image file's bytes: what an image is, whatever its name (the feature
 /// store's key, the run's record of its data). Computed while decoding, which reads the bytes
@@ -64,15 +71,47 @@ impl<'de> Deserialize<'de> for ContentHash {
     }
 }
 
-/// Square RGB images of one size, back to back, with their labels and content hashes.
+/// Square RGB images of one size, with their labels and content hashes: in memory, or read
+/// an image at a time from the image cache on disk (see [`super::image_cache`]).
+#[derive(Clone)]
 pub struct DecodedImages {
     pub size: usize,
-    pub pixels: Vec<u8>,
+    pixels: Pixels,
+    /// Whether every image is read mirrored left to right.
+    mirrored: bool,
     pub labels: Vec<usize>,
     pub hashes: Vec<ContentHash>,
 }
 
+/// Where the pixels are: back to back in memory, or in a cache file.
+#[derive(Clone)]
+enum Pixels {
+    Memory(Arc<Vec<u8>>),
+    Disk(Arc<PixelFile>),
+}
+
 impl DecodedImages {
+    /// Images whose interleaved RGB pixels are `pixels`, back to back.
+    pub fn in_memory(
+        size: usize,
+        pixels: Vec<u8>,
+        labels: Vec<usize>,
+        hashes: Vec<ContentHash>,
+    ) -> Self {
+        assert_eq!(pixels.len(), labels.len() * size * size * 3, "one square image per label");
+        Self { size, pixels: Pixels::Memory(Arc::new(pixels)), mirrored: false, labels, hashes }
+    }
+
+    /// Images read from a cache file as they are needed.
+    pub fn on_disk(
+        size: usize,
+        pixels: PixelFile,
+        labels: Vec<usize>,
+        hashes: Vec<ContentHash>,
+    ) -> Self {
+        Self { size, pixels: Pixels::Disk(Arc::new(pixels)), mirrored: false, labels, hashes }
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }
@@ -85,47 +124,65 @@ impl DecodedImages {
         self.size * self.size * 3
     }
 
+    /// Whether the pixels are read from the disk cache.
+    pub fn on_disk_cache(&self) -> bool {
+        matches!(self.pixels, Pixels::Disk(_))
+    }
+
     /// Interleaved RGB pixels of image `index`.
-    pub fn image(&self, index: usize) -> &[u8] {
+    pub fn image(&self, index: usize) -> Result<Cow<'_, [u8]>> {
         let n = self.bytes_per_image();
-        &self.pixels[index * n..(index + 1) * n]
+        let mut image = match &self.pixels {
+            Pixels::Memory(pixels) if !self.mirrored => {
+                return Ok(Cow::Borrowed(&pixels[index * n..(index + 1) * n]));
+            }
+            Pixels::Memory(pixels) => pixels[index * n..(index + 1) * n].to_vec(),
+            Pixels::Disk(file) => {
+                let mut image = vec![0u8; n];
+                file.read(index, &mut image)?;
+                image
+            }
+        };
+        if self.mirrored {
+            mirror(&mut image, self.size);
+        }
+        Ok(Cow::Owned(image))
     }
 
     /// Image `index` as an RGB image.
-    pub fn rgb(&self, index: usize) -> image::RgbImage {
+    pub fn rgb(&self, index: usize) -> Result<image::RgbImage> {
         let side = self.size as u32;
-        image::RgbImage::from_raw(side, side, self.image(index).to_vec())
-            .expect("one image's bytes")
+        let pixels = self.image(index)?.into_owned();
+        Ok(image::RgbImage::from_raw(side, side, pixels).expect("one image's bytes"))
     }
 
-    /// The same images mirrored left to right.
+    /// The same images mirrored left to right (read so, not copied).
     pub fn mirrored(&self) -> Self {
-        let row = self.size * 3;
-        let mut pixels = self.pixels.clone();
-        for line in pixels.chunks_exact_mut(row) {
-            let (mut left, mut right) = (0, row - 3);
-            while left < right {
-                for c in 0..3 {
-                    line.swap(left + c, right + c);
-                }
-                left += 3;
-                right -= 3;
-            }
-        }
-        Self { size: self.size, pixels, labels: self.labels.clone(), hashes: self.hashes.clone() }
+        Self { mirrored: !self.mirrored, ..self.clone() }
     }
 
-    /// The images at `indices`, in that order.
-    pub fn subset(&self, indices: &[usize]) -> Self {
+    /// The images at `indices`, in that order, in memory.
+    pub fn subset(&self, indices: &[usize]) -> Result<Self> {
         let mut pixels = Vec::with_capacity(indices.len() * self.bytes_per_image());
         for &i in indices {
-            pixels.extend_from_slice(self.image(i));
+            pixels.extend_from_slice(&self.image(i)?);
         }
-        Self {
-            size: self.size,
-            pixels,
-            labels: indices.iter().map(|&i| self.labels[i]).collect(),
-            hashes: indices.iter().map(|&i| self.hashes[i]).collect(),
+        let labels = indices.iter().map(|&i| self.labels[i]).collect();
+        let hashes = indices.iter().map(|&i| self.hashes[i]).collect();
+        Ok(Self::in_memory(self.size, pixels, labels, hashes))
+    }
+}
+
+/// Mirrors the rows of a square RGB image of `size` pixels left to right.
+fn mirror(image: &mut [u8], size: usize) {
+    for line in image.chunks_exact_mut(size * 3) {
+        let (mut left, mut right) = (0, size * 3 - 3);
+        while left < right {
+            for c in 0..3 {
+                line.swap(left + c, right + c);
+            }
+            left += 3;
+            right -= 3;
         }
     }
 }
@@ -181,7 +238,7 @@ pub fn decode_all(
         }
     }
     pixels.truncate(kept * per_image);
-    (DecodedImages { size, pixels, labels, hashes }, bad)
+    (DecodedImages::in_memory(size, pixels, labels, hashes), bad)
 }
 
 /// Labelled images decoded for a run: the decoded images, the files they came from, and the
@@ -190,16 +247,68 @@ pub struct Decoded {
     pub images: DecodedImages,
     pub files: Vec<LabeledImage>,
     pub bad: Vec<BadImage>,
+    /// Whether an earlier run had decoded them (read from the image cache).
+    pub cached: bool,
 }
 
-/// Decodes `files` as `spec` says, with a progress bar labelled `label`; Ctrl-C stops it.
+/// Decodes `files` as `spec` says into the image cache, or reads them from it where an earlier
+/// run decoded them; into memory where the cache is off or has no room (see [`ImageCache`]).
+/// Shows a progress bar labelled `label`; Ctrl-C stops it.
 pub fn decode_labeled(files: &[LabeledImage], spec: &InputSpec, label: &str) -> Result<Decoded> {
+    let (images, bad, cached) = match ImageCache::for_files(files, spec)? {
+        Some(cache) => match cache.open(files) {
+            Some(hit) => (hit.images, hit.bad, true),
+            None => {
+                let written = cache.write(files, |sink| decode_chunks(files, spec, label, sink))?;
+                (written.images, written.bad, false)
+            }
+        },
+        None => {
+            let (size, count) = (spec.size, files.len());
+            let per_image = size * size * 3;
+            crate::support::memory::ensure_fits(
+                (count * per_image) as u64,
+                &format!("holding {count} decoded images of {size}x{size} px"),
+                "let the image cache hold them (FRUITLAB_IMAGE_CACHE_GIB above 0, free disk space in $FRUITLAB_CACHE), or lower --image-size",
+            )?;
+            let mut pixels = Vec::with_capacity(count * per_image);
+            let mut hashes = Vec::with_capacity(count);
+            let bad = decode_chunks(files, spec, label, &mut |chunk| {
+                for i in 0..chunk.len() {
+                    pixels.extend_from_slice(&chunk.image(i)?);
+                }
+                hashes.extend_from_slice(&chunk.hashes);
+                Ok(())
+            })?;
+            let labels = good_files(files, &bad).map(|f| f.label).collect();
+            (DecodedImages::in_memory(size, pixels, labels, hashes), bad, false)
+        }
+    };
+    let files = good_files(files, &bad).cloned().collect();
+    Ok(Decoded { images, files, bad, cached })
+}
+
+/// Decodes `files` a chunk at a time, handing each chunk's decoded images to `sink`, and
+/// returns the files that could not be decoded.
+fn decode_chunks(
+    files: &[LabeledImage],
+    spec: &InputSpec,
+    label: &str,
+    sink: &mut dyn FnMut(&DecodedImages) -> Result<()>,
+) -> Result<Vec<BadImage>> {
     let progress = crate::support::progress::Progress::new(label, files.len() as u64);
-    let (images, bad) = decode_all(files, spec, &|done| progress.update(done as u64, String::new));
+    let mut bad = Vec::new();
+    for (n, chunk) in files.chunks(DECODE_CHUNK).enumerate() {
+        let offset = n * DECODE_CHUNK;
+        let (images, unreadable) = decode_all(chunk, spec, &|done| {
+            progress.update((offset + done) as u64, String::new);
+        });
+        crate::support::interrupt::check()?;
+        sink(&images)?;
+        bad.extend(unreadable);
+    }
     progress.finish();
-    crate::support::interrupt::check()?;
-    let files = files.iter().filter(|f| !bad.iter().any(|b| b.path == f.path)).cloned().collect();
-    Ok(Decoded { images, files, bad })
+    Ok(bad)
 }
 
 /// The policy for unreadable images: an error listing them, unless `skip_bad`.
@@ -229,17 +338,14 @@ mod tests {
 
     #[test]
     fn mirroring_reverses_pixels_within_rows() {
-        let images = DecodedImages {
-            size: 2,
-            pixels: (0..12).collect(),
-            labels: vec![3],
-            hashes: vec![ContentHash([7; 32])],
-        };
+        let images =
+            DecodedImages::in_memory(2, (0..12).collect(), vec![3], vec![ContentHash([7; 32])]);
         let mirrored = images.mirrored();
-        assert_eq!(mirrored.pixels, [3, 4, 5, 0, 1, 2, 9, 10, 11, 6, 7, 8]);
-        assert_eq!(mirrored.mirrored().pixels, images.pixels);
-        assert_eq!(images.subset(&[0]).labels, [3]);
-        assert_eq!(images.subset(&[0]).hashes, images.hashes);
+        assert_eq!(*mirrored.image(0).unwrap(), [3, 4, 5, 0, 1, 2, 9, 10, 11, 6, 7, 8]);
+        assert_eq!(mirrored.mirrored().image(0).unwrap(), images.image(0).unwrap());
+        let subset = mirrored.subset(&[0]).unwrap();
+        assert_eq!((&subset.labels, &subset.hashes), (&vec![3], &images.hashes));
+        assert_eq!(*subset.image(0).unwrap(), *mirrored.image(0).unwrap());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use anyhow::Result;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -135,7 +136,7 @@ pub struct BatchRecipe {
 
 /// Batches arriving from the background thread; counts the time the consumer waits on them.
 pub struct Batches {
-    receiver: Receiver<Batch>,
+    receiver: Receiver<Result<Batch>>,
     worker: Option<JoinHandle<()>>,
     /// Time spent blocked waiting for the next batch (data starvation).
     pub waited: Duration,
@@ -152,8 +153,10 @@ impl Batches {
         let (sender, receiver) = sync_channel(PREFETCH);
         let worker = std::thread::spawn(move || {
             for chunk in samples.chunks(recipe.batch_size) {
-                if sender.send(assemble(&data, chunk, &recipe)).is_err() {
-                    return; // the consumer stopped early (interrupted run)
+                let batch = assemble(&data, chunk, &recipe);
+                let failed = batch.is_err();
+                if sender.send(batch).is_err() || failed {
+                    return; // the consumer stopped early (interrupted run), or an image is unreadable
                 }
             }
         });
@@ -172,9 +175,9 @@ impl Batches {
 }
 
 impl Iterator for Batches {
-    type Item = Batch;
+    type Item = Result<Batch>;
 
-    fn next(&mut self) -> Option<Batch> {
+    fn next(&mut self) -> Option<Result<Batch>> {
         let started = Instant::now();
         let batch = self.receiver.recv().ok();
         self.waited += started.elapsed();
@@ -191,22 +194,28 @@ impl Iterator for Batches {
 }
 
 /// Normalises (and augments) the images of one batch, in parallel.
-pub fn assemble(data: &DecodedImages, samples: &[(usize, u64)], recipe: &BatchRecipe) -> Batch {
+pub fn assemble(
+    data: &DecodedImages,
+    samples: &[(usize, u64)],
+    recipe: &BatchRecipe,
+) -> Result<Batch> {
     let per_image = data.bytes_per_image();
     let mut images = vec![0f32; samples.len() * per_image];
-    images.par_chunks_mut(per_image).zip(samples.par_iter()).for_each(
-        |(out, &(index, position))| {
-            let rgb = data.image(index);
+    images.par_chunks_mut(per_image).zip(samples.par_iter()).try_for_each(
+        |(out, &(index, position))| -> Result<()> {
+            let rgb = data.image(index)?;
             match &recipe.augment {
                 Some((augment, seed)) if !augment.is_identity() => {
                     let mut rng = ChaCha8Rng::seed_from_u64(mix(*seed, position));
-                    augment.sample(&mut rng).apply(rgb, data.size, recipe.normalization, out);
+                    augment.sample(&mut rng).apply(&rgb, data.size, recipe.normalization, out);
                 }
-                _ => recipe.normalization.write_input(rgb, out),
+                _ => recipe.normalization.write_input(&rgb, out),
             }
+            Ok(())
         },
-    );
-    Batch { images, labels: samples.iter().map(|&(index, _)| data.labels[index]).collect() }
+    )?;
+    let labels = samples.iter().map(|&(index, _)| data.labels[index]).collect();
+    Ok(Batch { images, labels })
 }
 
 #[cfg(test)]
@@ -251,13 +260,11 @@ mod tests {
 
     #[test]
     fn batches_cover_samples_in_order_with_a_short_last_batch() {
-        let data = Arc::new(DecodedImages {
-            size: 1,
-            pixels: (0..15).collect(),
-            labels: vec![0, 1, 2, 3, 4],
-            hashes: vec![crate::data::decoded::ContentHash([0; 32]); 5],
-        });
-        let batches: Vec<Batch> = Batches::in_order(data, 2, Normalization::Rescale).collect();
+        let hashes = vec![crate::data::decoded::ContentHash([0; 32]); 5];
+        let data =
+            Arc::new(DecodedImages::in_memory(1, (0..15).collect(), vec![0, 1, 2, 3, 4], hashes));
+        let batches: Vec<Batch> =
+            Batches::in_order(data, 2, Normalization::Rescale).collect::<Result<_>>().unwrap();
         assert_eq!(batches.iter().map(Batch::len).collect::<Vec<_>>(), [2, 2, 1]);
         assert_eq!(batches[2].labels, [4]);
         assert!((batches[1].images[0] - 6.0 / 255.0).abs() < 1e-6);

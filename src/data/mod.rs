@@ -4,6 +4,7 @@ pub mod augment;
 pub mod dataset;
 pub mod decoded;
 pub mod groups;
+pub mod image_cache;
 pub mod inspect;
 pub mod loader;
 pub mod profile;

@@ -143,7 +143,7 @@ impl FeatureStore {
         // In chunks, each added to the store as it completes, so that Ctrl-C (checked between
         // batches) loses at most one chunk.
         for (done, chunk) in missing.chunks(STORE_CHUNK).enumerate() {
-            let subset = Arc::new(data.subset(chunk));
+            let subset = Arc::new(data.subset(chunk)?);
             let offset = done * STORE_CHUNK;
             let computed = map_images(
                 &subset,

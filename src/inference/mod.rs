@@ -44,6 +44,7 @@ pub fn map_images(
     let mut done = 0;
     for batch in Batches::in_order(data.clone(), BATCH, normalization) {
         crate::support::interrupt::check()?;
+        let batch = batch?;
         let n = batch.len();
         out.extend(rows(forward(batch.into_tensor(data.size, device)))?);
         done += n;

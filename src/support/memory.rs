@@ -38,12 +38,12 @@ pub fn training_estimate(batch_size: usize, image_size: usize) -> u64 {
     (TRAIN_MODEL_BYTES + batch_size as f64 * scale * TRAIN_BYTES_PER_IMAGE_100PX) as u64
 }
 
-/// Fails with advice when `needed` bytes exceed what the machine has available.
-pub fn ensure_fits(needed: u64, what: &str) -> Result<()> {
+/// Fails with advice (`fix`) when `needed` bytes exceed what the machine has available.
+pub fn ensure_fits(needed: u64, what: &str, fix: &str) -> Result<()> {
     let Some(available) = available_bytes() else { return Ok(()) };
     if needed > available {
         bail!(
-            "{what} needs about {:.1} GiB of memory but only {:.1} GiB is available: lower --batch-size (or --image-size)",
+            "{what} needs about {:.1} GiB of memory but only {:.1} GiB is available: {fix}",
             gib(needed),
             gib(available)
         );
@@ -68,7 +68,7 @@ mod tests {
 
     #[test]
     fn absurd_batches_do_not_fit() {
-        assert!(ensure_fits(training_estimate(1_000_000, 100), "test").is_err());
+        assert!(ensure_fits(training_estimate(1_000_000, 100), "test", "fix").is_err());
         assert!(training_estimate(32, 200) > training_estimate(32, 100));
     }
 }

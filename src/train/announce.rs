@@ -31,8 +31,11 @@ pub fn header(
     let mut lines = vec![
         format!("{what} -> {}", out.display()),
         format!(
-            "  data     {} classes: {} training, {} validation images",
-            summary.classes, summary.train_images, summary.val_images
+            "  data     {} classes: {} training, {} validation images, {}",
+            summary.classes,
+            summary.train_images,
+            summary.val_images,
+            data.describe_storage()
         ),
         format!("  validate on {}{}", config.images.split().describe(), describe_folds(config)),
         format!("  recipe   {}: {}", spelling(&config.recipe), describe_recipe(config)),

@@ -94,22 +94,23 @@ pub enum EpochBatches {
 }
 
 impl EpochBatches {
-    /// The next batch and its labels (`labels` of the training images), or `None` at the end.
-    pub fn next_batch(&mut self, labels: &[usize]) -> Option<(StepInput, Vec<usize>)> {
+    /// The next batch and its labels (`labels` of the training images), or `None` at the end;
+    /// an error when an image cannot be read.
+    pub fn next_batch(&mut self, labels: &[usize]) -> Result<Option<(StepInput, Vec<usize>)>> {
         match self {
             EpochBatches::Images { batches, size, ad } => {
-                let batch = batches.next()?;
+                let Some(batch) = batches.next().transpose()? else { return Ok(None) };
                 let labels = batch.labels.clone();
-                Some((StepInput::Images(batch.into_tensor(*size, ad)), labels))
+                Ok(Some((StepInput::Images(batch.into_tensor(*size, ad)), labels)))
             }
             EpochBatches::Features { features, samples, batch_size, next, ad } => {
                 if *next >= samples.len() {
-                    return None;
+                    return Ok(None);
                 }
                 let end = (*next + *batch_size).min(samples.len());
                 let (input, labels) = gather_features(features, labels, &samples[*next..end], ad);
                 *next = end;
-                Some((StepInput::Features(input), labels))
+                Ok(Some((StepInput::Features(input), labels)))
             }
         }
     }

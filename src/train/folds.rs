@@ -161,7 +161,7 @@ pub fn fit_top(
     for epoch in 0..epochs {
         let samples = stream.slice((epoch * labels.len()) as u64, labels.len());
         let mut batches = inputs.batches(config, samples, learner.autodiff_device());
-        while let Some((input, batch_labels)) = batches.next_batch(labels) {
+        while let Some((input, batch_labels)) = batches.next_batch(labels)? {
             let lr = optim::learning_rate(&config.optimization, step, total);
             learner.step(input, &batch_labels, lr)?;
             step += 1;

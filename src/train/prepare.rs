@@ -1,4 +1,4 @@
-//! The training data of a run: the split, checked to fit in memory, decoded once.
+//! The training data of a run: the split, decoded once (into the image cache).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +23,8 @@ pub struct PreparedData {
     pub val_files: Vec<LabeledImage>,
     pub summary: DatasetSummary,
     pub decode_seconds: f64,
+    /// Whether every image was read from the image cache (decoded by an earlier run).
+    pub from_cache: bool,
 }
 
 /// Reads and decodes the dataset of `config`.
@@ -32,7 +34,7 @@ pub fn prepare_data(config: &TrainConfig) -> Result<PreparedData> {
     splits.train = data::dataset::every_nth_frame(splits.train, config.images.frame_stride);
     data::split::ensure_usable(&splits)?;
     ensure!(!splits.val.is_empty(), "no validation images: use a larger --val-split");
-    ensure_fits(config, splits.train.len() + splits.val.len())?;
+    ensure_fits(config)?;
     let input = config.images.input();
     let train = data::decode_labeled(&splits.train, &input, "decode train")?;
     let val = data::decode_labeled(&splits.val, &input, "decode val")?;
@@ -68,6 +70,7 @@ pub fn prepare_data(config: &TrainConfig) -> Result<PreparedData> {
             nested_images: splits.nested.len(),
             nested_examples: splits.nested.into_iter().take(NESTED_EXAMPLES).collect(),
         },
+        from_cache: train.cached && val.cached,
         train_files: train.files,
         val_files: val.files,
         train: Arc::new(train.images),
@@ -76,16 +79,28 @@ pub fn prepare_data(config: &TrainConfig) -> Result<PreparedData> {
     })
 }
 
-/// Refuses what cannot fit before spending minutes decoding: the decoded images, plus the
-/// activations of a training batch when the backbone trains.
-fn ensure_fits(config: &TrainConfig, images: usize) -> Result<()> {
-    let size = config.images.size();
-    let batch = config.optimization.batch_size;
-    let mut needed = images as u64 * (size * size * 3) as u64;
-    let mut what = format!("holding {images} decoded images of {size}x{size} px");
-    if config.trains_backbone() {
-        needed += crate::support::memory::training_estimate(batch, size);
-        what += &format!(" and fine-tuning with batch {batch}");
+impl PreparedData {
+    /// Where the decoded images are, in words.
+    pub fn describe_storage(&self) -> String {
+        let bytes = (self.train.len() + self.val.len()) * self.train.bytes_per_image();
+        let size = format!("{:.0} MB", bytes as f64 / 1e6);
+        match (self.train.on_disk_cache(), self.from_cache) {
+            (true, true) => format!("read from the image cache ({size} on disk, decoded earlier)"),
+            (true, false) => format!("decoded into the image cache ({size} on disk)"),
+            (false, _) => format!("decoded into memory ({size})"),
+        }
     }
-    crate::support::memory::ensure_fits(needed, &what)
+}
+
+/// Refuses a fine-tuning batch that cannot fit before spending minutes decoding (the decoded
+/// images stay in the image cache on disk; where they go to memory instead, decoding checks
+/// that they fit).
+fn ensure_fits(config: &TrainConfig) -> Result<()> {
+    if !config.trains_backbone() {
+        return Ok(());
+    }
+    let (size, batch) = (config.images.size(), config.optimization.batch_size);
+    let needed = crate::support::memory::training_estimate(batch, size);
+    let what = format!("fine-tuning with batch {batch} at {size}x{size} px");
+    crate::support::memory::ensure_fits(needed, &what, "lower --batch-size (or --image-size)")
 }

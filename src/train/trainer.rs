@@ -216,7 +216,7 @@ impl Trainer<'_> {
         let started = Instant::now();
         let seconds_before = sums.seconds;
         let labels = self.data.train.labels.clone();
-        while let Some((input, batch_labels)) = batches.next_batch(&labels) {
+        while let Some((input, batch_labels)) = batches.next_batch(&labels)? {
             let lr = optim::learning_rate(&config.optimization, state.step, total_steps);
             let step = self.learner.step(input, &batch_labels, lr)?;
             sums.loss_sum += step.loss * batch_labels.len() as f64;

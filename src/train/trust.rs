@@ -39,7 +39,7 @@ pub fn fit_trust(
     let reliability_before = calibration::reliability(val_logits, val_labels, classes);
     let scaled = calibration::scaled(val_logits, temperature);
     let reliability_after = calibration::reliability(&scaled, val_labels, classes);
-    let sample = Arc::new(train.subset(&per_class_sample(&train.labels, classes)));
+    let sample = Arc::new(train.subset(&per_class_sample(&train.labels, classes))?);
     let train_features =
         pooled_features(config, model, &sample, device, "trust: training features")?;
     let density = FeatureDensity::fit(&train_features, &sample.labels, classes, FEATURE_DIM);
