@@ -13,7 +13,7 @@
 //! recently used caches beyond `FRUITLAB_IMAGE_CACHE_GIB` (default 50) are removed; 0 keeps
 //! decoded images in memory instead, as does a disk without room for them.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -40,7 +40,7 @@ const PIXELS_EXTENSION: &str = "pixels";
 const INDEX_EXTENSION: &str = "json";
 
 /// Caches this process uses: never removed to make room for another.
-static IN_USE: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+static IN_USE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
 /// What the index of a cache records.
 #[derive(Serialize, Deserialize)]
@@ -145,7 +145,7 @@ impl ImageCache {
             );
             return Ok(None);
         }
-        IN_USE.lock().expect("not poisoned").get_or_insert_default().insert(cache.pixels.clone());
+        IN_USE.lock().expect("not poisoned").insert(cache.pixels.clone());
         Ok(Some(cache))
     }
 
@@ -238,18 +238,18 @@ pub fn good_files<'a>(
 
 /// The cache key: the decoding and each file's path, length and modification time.
 fn key(files: &[LabeledImage], spec: &InputSpec) -> Result<String> {
-    use sha2::Digest;
-    let mut hasher = sha2::Sha256::new();
-    hasher.update(format!("{DECODE_VERSION} {} {}\n", spec.size, spec.crop.to_bits()));
+    let mut identity =
+        format!("{DECODE_VERSION} {} {}\n", spec.size, spec.crop.to_bits()).into_bytes();
     for file in files {
         let meta = std::fs::metadata(&file.path)
             .with_context(|| format!("cannot read {}", file.path.display()))?;
         let modified =
             meta.modified().ok().and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok());
-        hasher.update(file.path.as_os_str().as_encoded_bytes());
-        hasher.update(format!("\0{} {}\n", meta.len(), modified.map_or(0, |d| d.as_nanos())));
+        identity.extend_from_slice(file.path.as_os_str().as_encoded_bytes());
+        identity
+            .extend(format!("\0{} {}\n", meta.len(), modified.map_or(0, |d| d.as_nanos())).bytes());
     }
-    Ok(hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect())
+    Ok(crate::support::checksum::sha256_hex(&identity))
 }
 
 /// The size limit in bytes, from [`LIMIT_VARIABLE`].
@@ -283,7 +283,7 @@ fn prune(folder: &Path, limit: u64) {
         .collect();
     caches.sort();
     let mut total: u64 = caches.iter().map(|c| c.1).sum();
-    let in_use = IN_USE.lock().expect("not poisoned").clone().unwrap_or_default();
+    let in_use = IN_USE.lock().expect("not poisoned").clone();
     for (_, bytes, path) in caches {
         if total <= limit {
             break;
