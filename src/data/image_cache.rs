@@ -129,7 +129,7 @@ impl ImageCache {
     ) -> Result<Option<Self>> {
         std::fs::create_dir_all(folder)
             .with_context(|| format!("cannot create the image cache {}", folder.display()))?;
-        let key = key(files, spec)?;
+        let key = key(files, spec);
         let cache = Self {
             pixels: folder.join(format!("{key}.{PIXELS_EXTENSION}")),
             index: folder.join(format!("{key}.{INDEX_EXTENSION}")),
@@ -237,19 +237,21 @@ pub fn good_files<'a>(
 }
 
 /// The cache key: the decoding and each file's path, length and modification time.
-fn key(files: &[LabeledImage], spec: &InputSpec) -> Result<String> {
+fn key(files: &[LabeledImage], spec: &InputSpec) -> String {
     let mut identity =
         format!("{DECODE_VERSION} {} {}\n", spec.size, spec.crop.to_bits()).into_bytes();
     for file in files {
-        let meta = std::fs::metadata(&file.path)
-            .with_context(|| format!("cannot read {}", file.path.display()))?;
-        let modified =
-            meta.modified().ok().and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok());
+        // A file that cannot be read (a dangling link) is keyed as missing; decoding names it.
+        let meta = std::fs::metadata(&file.path).ok();
+        let length = meta.as_ref().map_or(0, |m| m.len());
+        let modified = meta.and_then(|m| m.modified().ok());
+        let nanos = modified
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
         identity.extend_from_slice(file.path.as_os_str().as_encoded_bytes());
-        identity
-            .extend(format!("\0{} {}\n", meta.len(), modified.map_or(0, |d| d.as_nanos())).bytes());
+        identity.extend(format!("\0{length} {nanos}\n").bytes());
     }
-    Ok(crate::support::checksum::sha256_hex(&identity))
+    crate::support::checksum::sha256_hex(&identity)
 }
 
 /// The size limit in bytes, from [`LIMIT_VARIABLE`].
