@@ -203,46 +203,43 @@ fn gram(rows: &[f64], n: usize, dim: usize) -> Vec<f64> {
 }
 
 /// The inverse of a symmetric positive-definite `dim x dim` matrix, by Cholesky
-/// factorisation (`A = L L'`, then `A^-1 = L'^-1 L^-1`).
+/// factorisation (`A = L L'`, then `A^-1 = L^-T L^-1`, the Gram matrix of the rows of
+/// `L^-1`). Every inner loop runs along rows, so that a 2048 x 2048 inverse takes a second,
+/// not the half-minute that column walks cost.
 fn invert_spd(mut a: Vec<f64>, dim: usize) -> Vec<f64> {
-    // In place: the lower triangle becomes L.
+    use rayon::prelude::*;
+    // In place: the lower triangle becomes L. Once row j is done, the rows below it are
+    // independent of each other.
     for j in 0..dim {
-        let mut diagonal = a[j * dim + j];
-        for k in 0..j {
-            diagonal -= a[j * dim + k] * a[j * dim + k];
-        }
-        let diagonal = diagonal.max(1e-12).sqrt();
-        a[j * dim + j] = diagonal;
-        for i in j + 1..dim {
-            let mut v = a[i * dim + j];
-            for k in 0..j {
-                v -= a[i * dim + k] * a[j * dim + k];
-            }
-            a[i * dim + j] = v / diagonal;
-        }
+        let (done, rest) = a.split_at_mut((j + 1) * dim);
+        let row_j = &mut done[j * dim..];
+        let diagonal = (row_j[j] - dot(&row_j[..j], &row_j[..j])).max(1e-12).sqrt();
+        row_j[j] = diagonal;
+        let row_j = &row_j[..j];
+        rest.par_chunks_mut(dim).for_each(|row_i| {
+            row_i[j] = (row_i[j] - dot(&row_i[..j], row_j)) / diagonal;
+        });
     }
-    // L^-1, lower triangular, column by column.
+    // L^-1 by rows: row i is (e_i - sum over k < i of L[i][k] * row k) / L[i][i].
     let mut inverse_l = vec![0f64; dim * dim];
-    for col in 0..dim {
-        inverse_l[col * dim + col] = 1.0 / a[col * dim + col];
-        for i in col + 1..dim {
-            let mut v = 0.0;
-            for k in col..i {
-                v -= a[i * dim + k] * inverse_l[k * dim + col];
-            }
-            inverse_l[i * dim + col] = v / a[i * dim + i];
-        }
-    }
-    // A^-1 = L^-T L^-1.
-    let mut out = vec![0f64; dim * dim];
     for i in 0..dim {
-        for j in 0..=i {
-            let v: f64 = (i..dim).map(|k| inverse_l[k * dim + i] * inverse_l[k * dim + j]).sum();
-            out[i * dim + j] = v;
-            out[j * dim + i] = v;
+        let (above, rest) = inverse_l.split_at_mut(i * dim);
+        let row = &mut rest[..dim];
+        row[i] = 1.0;
+        for k in 0..i {
+            let factor = a[i * dim + k];
+            for (v, &u) in row[..=k].iter_mut().zip(&above[k * dim..k * dim + k + 1]) {
+                *v -= factor * u;
+            }
         }
+        let diagonal = a[i * dim + i];
+        row[..=i].iter_mut().for_each(|v| *v /= diagonal);
     }
-    out
+    gram(&inverse_l, dim, dim)
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// The score below which an image is rejected: the `rate` quantile of the validation images'
@@ -274,6 +271,25 @@ mod tests {
         for i in 0..3 {
             for j in 0..3 {
                 let v: f64 = (0..3).map(|k| a[i * 3 + k] * inverse[k * 3 + j]).sum();
+                assert!((v - (i == j) as u8 as f64).abs() < 1e-9, "({i}, {j}) = {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_inverse_times_its_matrix_is_the_identity() {
+        // X'X / n + I of pseudo-random rows: symmetric positive definite, far from diagonal.
+        let (n, dim) = (150, 97);
+        let rows: Vec<f64> =
+            (0..n * dim).map(|i| ((i * 7919 % 1009) as f64 / 1009.0) - 0.3).collect();
+        let mut a = gram(&rows, n, dim);
+        for (i, v) in a.iter_mut().enumerate() {
+            *v = *v / n as f64 + if i % (dim + 1) == 0 { 1.0 } else { 0.0 };
+        }
+        let inverse = invert_spd(a.clone(), dim);
+        for i in 0..dim {
+            for j in 0..dim {
+                let v: f64 = (0..dim).map(|k| a[i * dim + k] * inverse[k * dim + j]).sum();
                 assert!((v - (i == j) as u8 as f64).abs() < 1e-9, "({i}, {j}) = {v}");
             }
         }

@@ -96,16 +96,42 @@ impl Drop for Server {
     }
 }
 
-/// A trained run on the mini set (frozen: seconds, with the features cached).
-pub fn trained_run(dir: &Path) -> std::path::PathBuf {
-    cached_weights();
+/// A trained run on the mini set (frozen, two epochs), in `dir/run`: a copy of one run trained
+/// once per test binary, so that each test owns its folder without paying for a training.
+pub fn trained_run(dir: &Path) -> PathBuf {
+    static TEMPLATE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let template = TEMPLATE.get_or_init(|| {
+        cached_weights();
+        // Under the target folder (a static is never dropped, so no temporary folder would
+        // be removed); one folder per test binary, replaced each time it runs.
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(concat!("trained-run-", env!("CARGO_CRATE_NAME")));
+        let _ = std::fs::remove_dir_all(&root);
+        let run = root.join("run");
+        fruitlab()
+            .args(["train", "--mode", "frozen", "--epochs", "2", "--data"])
+            .arg(mini_dataset())
+            .arg("--out")
+            .arg(&run)
+            .assert()
+            .success();
+        run
+    });
     let run = dir.join("run");
-    fruitlab()
-        .args(["train", "--mode", "frozen", "--epochs", "2", "--data"])
-        .arg(mini_dataset())
-        .arg("--out")
-        .arg(&run)
-        .assert()
-        .success();
+    copy_folder(template, &run);
     run
+}
+
+/// Copies the folder `from` to `to`, recursively.
+pub fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_folder(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }
