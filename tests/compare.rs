@@ -179,9 +179,7 @@ fn compare_trains_both_models_and_writes_a_consistent_report() {
 
     // Two runs of the same kind are told apart by their folder names.
     let copy = dir.path().join("pretrained-again");
-    let status =
-        std::process::Command::new("cp").arg("-r").arg(out.join("pretrained")).arg(&copy).status();
-    assert!(status.unwrap().success());
+    common::copy_folder(&out.join("pretrained"), &copy);
     let same = dir.path().join("same");
     common::fruitlab()
         .arg("report")

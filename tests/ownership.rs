@@ -23,15 +23,7 @@ fn stdout(command: &mut assert_cmd::Command) -> String {
 /// A copy of the mini set's `Training/` (only), to change without touching the shared one.
 fn training_copy(dir: &Path) -> PathBuf {
     let root = dir.join("data");
-    for class in std::fs::read_dir(common::mini_dataset().join("Training")).unwrap() {
-        let class = class.unwrap().path();
-        let target = root.join("Training").join(class.file_name().unwrap());
-        std::fs::create_dir_all(&target).unwrap();
-        for image in std::fs::read_dir(&class).unwrap() {
-            let image = image.unwrap().path();
-            std::fs::copy(&image, target.join(image.file_name().unwrap())).unwrap();
-        }
-    }
+    common::copy_folder(&common::mini_dataset().join("Training"), &root.join("Training"));
     root
 }
 
