@@ -275,13 +275,11 @@ fn feature_store_writers_merge_and_images_are_known_by_content() {
     // Both at once, into the same store.
     let (mut a, mut b) = (train(&common::mini_dataset(), "a"), train(&mirrored, "b"));
     assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
-    let store = std::fs::read_dir(cache.join("features"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .unwrap();
-    let tensors = fruitlab::weights::NamedTensors::read_safetensors(&store).unwrap();
-    let images: Vec<String> = serde_json::from_str(&tensors.metadata["images"]).unwrap();
+    let mut images = std::collections::HashSet::new();
+    for segment in common::feature_segments(&cache) {
+        let tensors = fruitlab::weights::NamedTensors::read_safetensors(&segment).unwrap();
+        images.extend(serde_json::from_str::<Vec<String>>(&tensors.metadata["images"]).unwrap());
+    }
     assert_eq!(images.len(), 2 * 390, "both runs' features are kept");
 }
 

@@ -292,12 +292,8 @@ fn corrupt_caches_are_named_and_rebuilt_and_corrupt_checkpoints_refused() {
         command
     };
     train_frozen("first").assert().success();
-    let store = std::fs::read_dir(cache.path().join("features"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .find(|path| path.extension().is_some_and(|e| e == "safetensors"))
-        .unwrap();
-    flip_byte(&store, 5000);
+    let segments = common::feature_segments(cache.path());
+    flip_byte(&segments[0], 5000);
     let output = train_frozen("second").assert().success().get_output().clone();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("feature cache") && stderr.contains("checksum"), "{stderr}");

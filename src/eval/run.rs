@@ -124,7 +124,8 @@ pub fn evaluate_run(
     let features_of = |images: &Arc<DecodedImages>, variant| -> Result<Vec<f32>> {
         let backbone = &predictor.model.backbone;
         if config.uses_feature_store() {
-            return features::lookup(&config, variant, backbone, images, device, "features");
+            return features::lookup(&config, variant, backbone, images, device, "features")?
+                .to_vec();
         }
         let progress = Progress::new("evaluate", images.len() as u64);
         let rows = map_images(

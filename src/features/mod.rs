@@ -3,127 +3,168 @@
 //! evaluation that sees the same images through the same backbone costs nothing: another
 //! validation split, a resumed run, `evaluate` of a frozen run.
 //!
-//! One store per backbone and preprocessing (`$FRUITLAB_CACHE/features/KEY.safetensors`): a
-//! matrix of feature rows, the content hash of the image each row belongs to (an edited image,
-//! or two swapped ones, are other content), and a checksum of the rows, verified when the
-//! store is opened. A corrupt store is reported and rebuilt, never trusted. Processes that add
-//! to one store at once merge their rows: each takes the store's lock, reads what is there
-//! now, adds its own and writes the union.
+//! One store per backbone and preprocessing (`$FRUITLAB_CACHE/features/KEY/`): a folder of
+//! segments (see [`segment`]), each a chunk of feature rows with the content hashes of their
+//! images (an edited image, or two swapped ones, are other content) and a checksum, verified
+//! when the store is opened. A corrupt segment is reported, removed and its rows computed
+//! again, never trusted. What a run computes is added as new segments, chunk by chunk, so an
+//! interrupted run keeps what it computed and processes adding to one store at once keep
+//! each other's rows. Training reads the rows it needs a batch at a time
+//! ([`FeatureRows`]): memory does not grow with the store or the dataset.
+
+mod segment;
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
+use self::segment::{ROW_BYTES, Segment};
 use crate::config::{Init, TrainConfig};
 use crate::data::{ContentHash, DecodedImages};
 use crate::inference::{map_images, rows};
 use crate::model::resnet::FEATURE_DIM;
 use crate::model::{Head, Layout, ResNet50};
 use crate::preprocess::Normalization;
+use crate::support::checksum::sha256_hex;
 use crate::support::progress::Progress;
-use crate::weights::{self, NamedTensors, fetch};
+use crate::weights::{self, fetch};
 
-/// Images computed between two additions to the store.
+/// Images computed, and stored as one segment, at a time.
 const STORE_CHUNK: usize = 1024;
 
-/// Metadata keys of a store file.
-const KEYS_KEY: &str = "images";
-const CHECKSUM_KEY: &str = "sha256";
-const IDENTITY_KEY: &str = "identity";
-
-/// The rows of a store.
-#[derive(Default)]
-struct Rows {
-    keys: Vec<ContentHash>,
-    index: HashMap<ContentHash, usize>,
-    values: Vec<f32>,
+/// The feature rows of a list of images, in its order: read from the store's segment files
+/// when asked for (a batch at a time), or held in memory (rows that were never stored).
+pub enum FeatureRows {
+    Memory(Vec<f32>),
+    Stored {
+        files: Vec<(File, PathBuf)>,
+        /// Each image's file (an index into `files`) and the offset of its row there.
+        rows: Vec<(usize, u64)>,
+    },
 }
 
-impl Rows {
-    fn add(&mut self, key: ContentHash, row: &[f32]) -> bool {
-        if self.index.contains_key(&key) {
-            return false;
+impl FeatureRows {
+    /// How many images there are rows of.
+    pub fn len(&self) -> usize {
+        match self {
+            FeatureRows::Memory(values) => values.len() / FEATURE_DIM,
+            FeatureRows::Stored { rows, .. } => rows.len(),
         }
-        self.index.insert(key, self.keys.len());
-        self.keys.push(key);
-        self.values.extend_from_slice(row);
-        true
     }
 
-    fn row(&self, key: &ContentHash) -> Option<&[f32]> {
-        let i = *self.index.get(key)?;
-        Some(&self.values[i * FEATURE_DIM..(i + 1) * FEATURE_DIM])
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
-    /// The rows of the store file at `path`, checked (its identity and its checksum).
-    fn read(path: &Path, identity: &str) -> Result<Self> {
-        let mut tensors = NamedTensors::read_safetensors(path)?;
-        let meta = tensors.metadata.clone();
-        anyhow::ensure!(
-            meta.get(IDENTITY_KEY).map(String::as_str) == Some(identity),
-            "it belongs to another backbone"
-        );
-        let keys: Vec<ContentHash> =
-            serde_json::from_str(meta.get(KEYS_KEY).context("no image list")?)
-                .context("the image list is malformed")?;
-        let values = tensors.take("features", &[keys.len(), FEATURE_DIM])?;
-        let expected = meta.get(CHECKSUM_KEY).context("no checksum")?;
-        anyhow::ensure!(
-            checksum(&values) == *expected,
-            "its checksum does not match: the file is corrupt"
-        );
-        let index = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
-        Ok(Self { keys, index, values })
+    /// The rows of the images `indices`, one after another.
+    pub fn gather(&self, indices: impl IntoIterator<Item = usize>) -> Result<Vec<f32>> {
+        let indices = indices.into_iter();
+        let mut out = Vec::with_capacity(indices.size_hint().0 * FEATURE_DIM);
+        match self {
+            FeatureRows::Memory(values) => {
+                for i in indices {
+                    out.extend_from_slice(&values[i * FEATURE_DIM..(i + 1) * FEATURE_DIM]);
+                }
+            }
+            FeatureRows::Stored { files, rows } => {
+                let mut bytes = vec![0u8; ROW_BYTES];
+                for i in indices {
+                    let (file, offset) = rows[i];
+                    let (file, path) = &files[file];
+                    file.read_exact_at(&mut bytes, offset).with_context(|| {
+                        format!("cannot read stored features from {}", path.display())
+                    })?;
+                    out.extend(
+                        bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    );
+                }
+            }
+        }
+        Ok(out)
     }
 
-    fn write(&self, path: &Path, identity: &str) -> Result<()> {
-        let mut tensors = NamedTensors::new(path.display().to_string());
-        tensors.insert("features", vec![self.keys.len(), FEATURE_DIM], self.values.clone());
-        tensors.metadata.insert(KEYS_KEY.into(), serde_json::to_string(&self.keys)?);
-        tensors.metadata.insert(CHECKSUM_KEY.into(), checksum(&self.values));
-        tensors.metadata.insert(IDENTITY_KEY.into(), identity.to_string());
-        tensors.write_safetensors(path)
+    /// Every row, in order.
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        match self {
+            FeatureRows::Memory(values) => Ok(values.clone()),
+            FeatureRows::Stored { .. } => self.gather(0..self.len()),
+        }
     }
 }
 
 /// The features of one backbone and preprocessing, by image content.
 pub struct FeatureStore {
-    path: PathBuf,
+    folder: PathBuf,
     identity: String,
-    rows: Rows,
-    /// Rows computed by this process and not yet saved.
-    added: Rows,
+    segments: Vec<Segment>,
+    /// Where each image's row is: its segment and its row there.
+    index: HashMap<ContentHash, (usize, usize)>,
 }
 
 impl FeatureStore {
     /// Opens (or starts) the store of `identity` (the backbone's weights and the
-    /// preprocessing), verifying its checksum.
+    /// preprocessing), verifying its segments.
     pub fn open(identity: &str) -> Result<Self> {
-        let digest = hex(&Sha256::digest(identity.as_bytes()))[..32].to_string();
-        let path = fetch::cache_dir()?.join("features").join(format!("{digest}.safetensors"));
-        let rows = if path.exists() {
-            Rows::read(&path, identity).unwrap_or_else(|error| {
-                eprintln!(
-                    "warning: the feature cache {} is unusable ({error:#}); computing the features again",
-                    path.display()
-                );
-                Rows::default()
-            })
-        } else {
-            Rows::default()
+        let digest = sha256_hex(identity.as_bytes())[..32].to_string();
+        let folder = fetch::cache_dir()?.join("features").join(digest);
+        let mut store = Self {
+            folder,
+            identity: identity.to_string(),
+            segments: Vec::new(),
+            index: HashMap::new(),
         };
-        Ok(Self { path, identity: identity.to_string(), rows, added: Rows::default() })
+        for path in store.segment_files()? {
+            match Segment::open(&path, identity) {
+                Ok(segment) => store.add(segment),
+                Err(error) => {
+                    eprintln!(
+                        "warning: the feature cache segment {} is unusable ({error:#}); removing it, its features will be computed again",
+                        path.display()
+                    );
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        Ok(store)
     }
 
-    /// Features of every image of `data` (rows of 2048, in order): from the store where it
-    /// has them, computed with `backbone` (an inference network) for the rest, which are then
-    /// added. Ctrl-C stops the computation between batches; what was computed is kept for
-    /// the next run.
+    /// The store's segment files, in name order (so that every process that opens the same
+    /// files finds the same row for an image stored twice).
+    fn segment_files(&self) -> Result<Vec<PathBuf>> {
+        let entries = match std::fs::read_dir(&self.folder) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("cannot read {}", self.folder.display()));
+            }
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|e| e == segment::EXTENSION))
+            .collect();
+        paths.sort();
+        Ok(paths)
+    }
+
+    fn add(&mut self, segment: Segment) {
+        let at = self.segments.len();
+        for (row, key) in segment.keys.iter().enumerate() {
+            self.index.entry(*key).or_insert((at, row));
+        }
+        self.segments.push(segment);
+    }
+
+    /// Features of every image of `data` (in order): from the store where it has them,
+    /// computed with `backbone` (an inference network) for the rest, which are added to the
+    /// store as they are computed. Ctrl-C stops the computation between batches; what was
+    /// computed is kept for the next run.
     pub fn features(
         &mut self,
         backbone: &ResNet50,
@@ -131,17 +172,21 @@ impl FeatureStore {
         normalization: Normalization,
         device: &Device,
         label: &str,
-    ) -> Result<Vec<f32>> {
+    ) -> Result<FeatureRows> {
         let mut missing: Vec<usize> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (i, key) in data.hashes.iter().enumerate() {
-            if self.rows.row(key).is_none() && seen.insert(*key) {
+            if !self.index.contains_key(key) && seen.insert(*key) {
                 missing.push(i);
             }
         }
         let progress = Progress::new(label, missing.len() as u64);
-        // In chunks, each added to the store as it completes, so that Ctrl-C (checked between
-        // batches) loses at most one chunk.
+        if !missing.is_empty() {
+            std::fs::create_dir_all(&self.folder)
+                .with_context(|| format!("cannot create {}", self.folder.display()))?;
+        }
+        // In chunks, each stored as it completes, so that Ctrl-C (checked between batches)
+        // loses at most one chunk.
         for (done, chunk) in missing.chunks(STORE_CHUNK).enumerate() {
             let subset = Arc::new(data.subset(chunk)?);
             let offset = done * STORE_CHUNK;
@@ -152,61 +197,41 @@ impl FeatureStore {
                 |n| progress.update((offset + n) as u64, String::new),
                 |images| backbone.features(images),
             )?;
-            for (row, &i) in computed.chunks_exact(FEATURE_DIM).zip(chunk) {
-                self.rows.add(data.hashes[i], row);
-                self.added.add(data.hashes[i], row);
-            }
+            let keys: Vec<ContentHash> = chunk.iter().map(|&i| data.hashes[i]).collect();
+            let segment = Segment::write(&self.folder, &self.identity, &keys, &computed)
+                .with_context(|| {
+                    format!(
+                        "cannot add to the feature cache in {} (free some space there, or set FRUITLAB_CACHE to another folder)",
+                        self.folder.display()
+                    )
+                })?;
+            self.add(segment);
         }
         progress.finish();
-        let mut out = Vec::with_capacity(data.len() * FEATURE_DIM);
-        for key in &data.hashes {
-            out.extend_from_slice(self.rows.row(key).expect("every image has its row now"));
-        }
-        Ok(out)
+        self.rows_of(&data.hashes)
     }
 
-    /// Adds what this process computed to the store on disk, merged with what other
-    /// processes have added since it was read. A cache: failing to write it (a full disk)
-    /// costs only the recomputation next time, so it is a warning.
-    pub fn save(&mut self) {
-        if self.added.keys.is_empty() {
-            return;
+    /// The stored rows of images `keys`, every one of which the store has.
+    fn rows_of(&self, keys: &[ContentHash]) -> Result<FeatureRows> {
+        let mut files = Vec::new();
+        let mut file_of_segment: HashMap<usize, usize> = HashMap::new();
+        let mut rows = Vec::with_capacity(keys.len());
+        for key in keys {
+            let (at, row) = self.index[key];
+            let segment = &self.segments[at];
+            let file = match file_of_segment.get(&at) {
+                Some(&file) => file,
+                None => {
+                    let opened = File::open(&segment.path)
+                        .with_context(|| format!("cannot read {}", segment.path.display()))?;
+                    files.push((opened, segment.path.clone()));
+                    file_of_segment.insert(at, files.len() - 1);
+                    files.len() - 1
+                }
+            };
+            rows.push((file, segment.row_offset(row)));
         }
-        if let Err(error) = self.merge_into_file() {
-            eprintln!("warning: cannot save the feature cache: {error:#}");
-        }
-        self.added = Rows::default();
-    }
-
-    fn merge_into_file(&self) -> Result<()> {
-        let folder = self.path.parent().expect("a cache file has a folder");
-        std::fs::create_dir_all(folder)
-            .with_context(|| format!("cannot create {}", folder.display()))?;
-        let lock_path = self.path.with_extension("lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("cannot open {}", lock_path.display()))?;
-        // Waits for another process adding to the same store.
-        lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
-        let mut merged = if self.path.exists() {
-            Rows::read(&self.path, &self.identity).unwrap_or_default()
-        } else {
-            Rows::default()
-        };
-        for (i, key) in self.added.keys.iter().enumerate() {
-            merged.add(*key, &self.added.values[i * FEATURE_DIM..(i + 1) * FEATURE_DIM]);
-        }
-        merged.write(&self.path, &self.identity)
-    }
-}
-
-impl Drop for FeatureStore {
-    /// Keeps what was computed when a run stops early (Ctrl-C, an error).
-    fn drop(&mut self) {
-        self.save();
+        Ok(FeatureRows::Stored { files, rows })
     }
 }
 
@@ -219,20 +244,6 @@ pub fn head_logits(head: &Head, features: &[f32], device: &Device) -> Result<Vec
         logits.extend(rows(head.forward(input))?);
     }
     Ok(logits)
-}
-
-/// The SHA-256 of feature values, as hex.
-fn checksum(values: &[f32]) -> String {
-    let mut hash = Sha256::new();
-    for chunk in values.chunks(1 << 16) {
-        let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
-        hash.update(&bytes);
-    }
-    hex(&hash.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Which images a row of features is of: the image as it is, or its mirror image (test-time
@@ -254,7 +265,7 @@ pub fn lookup(
     images: &Arc<DecodedImages>,
     device: &Device,
     label: &str,
-) -> Result<Vec<f32>> {
+) -> Result<FeatureRows> {
     let mut store = FeatureStore::open(&identity(config, variant)?)?;
     store.features(backbone, images, config.images.normalization, device, label)
 }
@@ -295,7 +306,7 @@ fn identity(config: &TrainConfig, variant: FeatureVariant) -> Result<String> {
         Init::Random => BackboneIdentity::Random { layout, seed: config.optimization.seed },
     };
     let identity = StoreIdentity {
-        version: 4,
+        version: 5,
         backbone,
         image_size: config.images.size(),
         crop: config.images.crop_fraction(),
@@ -316,4 +327,40 @@ fn file_identity(path: &Path) -> String {
         .map_or(0, |d| d.as_nanos());
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     format!("{}|{}|{modified}", path.display(), meta.map_or(0, |m| m.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u8) -> ContentHash {
+        ContentHash([i; 32])
+    }
+
+    fn row(value: f32) -> Vec<f32> {
+        vec![value; FEATURE_DIM]
+    }
+
+    #[test]
+    fn stored_rows_are_read_from_their_segments_in_the_order_asked() {
+        let folder = tempfile::tempdir().unwrap();
+        let mut store = FeatureStore {
+            folder: folder.path().to_path_buf(),
+            identity: "id".into(),
+            segments: Vec::new(),
+            index: HashMap::new(),
+        };
+        let write = |keys: &[ContentHash], rows: &[Vec<f32>]| {
+            Segment::write(folder.path(), "id", keys, &rows.concat()).unwrap()
+        };
+        store.add(write(&[key(1), key(2)], &[row(1.0), row(2.0)]));
+        // An image stored twice (two processes computed it): the first row found is used.
+        store.add(write(&[key(3), key(1)], &[row(3.0), row(9.0)]));
+        let rows = store.rows_of(&[key(3), key(1), key(2)]).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.to_vec().unwrap(), [row(3.0), row(1.0), row(2.0)].concat());
+        assert_eq!(rows.gather([2, 0]).unwrap(), [row(2.0), row(3.0)].concat());
+        let in_memory = FeatureRows::Memory([row(3.0), row(1.0)].concat());
+        assert_eq!(in_memory.gather([1]).unwrap(), row(1.0));
+    }
 }

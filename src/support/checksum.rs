@@ -13,7 +13,12 @@ pub const DATA_SHA256: &str = "data_sha256";
 
 /// The SHA-256 of `bytes`, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    to_hex(&Sha256::digest(bytes))
+}
+
+/// `bytes` as lowercase hex.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The header (as JSON) and the offset of the tensor data of safetensors `bytes`.
@@ -59,6 +64,13 @@ pub fn tensor_data_sha256(bytes: &[u8]) -> Result<String> {
 /// The tensor-data checksum a sealed safetensors file records in its header (read from the
 /// header alone), if any.
 pub fn sealed_sha256(path: &Path) -> Result<Option<String>> {
+    let (header, _) = read_safetensors_header(path)?;
+    Ok(header["__metadata__"][DATA_SHA256].as_str().map(str::to_string))
+}
+
+/// The header of the safetensors file at `path` (as JSON) and the offset of its tensor data,
+/// read without reading the data.
+pub fn read_safetensors_header(path: &Path) -> Result<(serde_json::Value, u64)> {
     use std::io::Read;
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -69,9 +81,9 @@ pub fn sealed_sha256(path: &Path) -> Result<Option<String>> {
     ensure!(length <= 100 << 20, "{} has an implausible safetensors header", path.display());
     let mut header = vec![0u8; length as usize];
     file.read_exact(&mut header).with_context(|| format!("{} is cut short", path.display()))?;
-    let header: serde_json::Value = serde_json::from_slice(&header)
+    let header = serde_json::from_slice(&header)
         .with_context(|| format!("the safetensors header of {} is not JSON", path.display()))?;
-    Ok(header["__metadata__"][DATA_SHA256].as_str().map(str::to_string))
+    Ok((header, 8 + length))
 }
 
 /// Checks sealed safetensors `bytes` (read from `path`); files saved before checksums were

@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::learner::StepInput;
 use crate::config::{ClassBalance, TrainConfig};
 use crate::data::{BatchRecipe, Batches, DecodedImages, SampleStream};
-use crate::features::{self, FeatureVariant};
+use crate::features::{self, FeatureRows, FeatureVariant};
 use crate::model::Classifier;
 use crate::model::resnet::FEATURE_DIM;
 
@@ -19,7 +19,7 @@ pub enum Inputs {
     /// The images, through the network (fine-tuning, or frozen without stored features).
     Images(Arc<DecodedImages>),
     /// Stored backbone features: one row of 2048 per image.
-    Features(Arc<Vec<f32>>),
+    Features(Arc<FeatureRows>),
 }
 
 impl Inputs {
@@ -85,7 +85,7 @@ pub enum EpochBatches {
         ad: Device,
     },
     Features {
-        features: Arc<Vec<f32>>,
+        features: Arc<FeatureRows>,
         samples: Vec<(usize, u64)>,
         batch_size: usize,
         next: usize,
@@ -108,7 +108,7 @@ impl EpochBatches {
                     return Ok(None);
                 }
                 let end = (*next + *batch_size).min(samples.len());
-                let (input, labels) = gather_features(features, labels, &samples[*next..end], ad);
+                let (input, labels) = gather_features(features, labels, &samples[*next..end], ad)?;
                 *next = end;
                 Ok(Some((StepInput::Features(input), labels)))
             }
@@ -126,17 +126,14 @@ impl EpochBatches {
 
 /// A batch of feature rows and their labels.
 pub fn gather_features(
-    features: &[f32],
+    features: &FeatureRows,
     labels: &[usize],
     samples: &[(usize, u64)],
     device: &Device,
-) -> (Tensor<2>, Vec<usize>) {
-    let mut rows = Vec::with_capacity(samples.len() * FEATURE_DIM);
-    for &(index, _) in samples {
-        rows.extend_from_slice(&features[index * FEATURE_DIM..(index + 1) * FEATURE_DIM]);
-    }
+) -> Result<(Tensor<2>, Vec<usize>)> {
+    let rows = features.gather(samples.iter().map(|&(index, _)| index))?;
     let tensor = Tensor::from_data(TensorData::new(rows, [samples.len(), FEATURE_DIM]), device);
-    (tensor, samples.iter().map(|&(index, _)| labels[index]).collect())
+    Ok((tensor, samples.iter().map(|&(index, _)| labels[index]).collect()))
 }
 
 /// The order in which a run of `config` draws its training images (labelled `labels`) from

@@ -19,7 +19,7 @@ use super::batches::{Inputs, sample_stream};
 use super::learner::{Learner, class_weights};
 use super::optim;
 use crate::config::TrainConfig;
-use crate::features::head_logits;
+use crate::features::{FeatureRows, head_logits};
 use crate::model::Classifier;
 use crate::model::resnet::FEATURE_DIM;
 
@@ -154,7 +154,7 @@ pub fn fit_top(
     let model = Classifier::new(config.model.layout, config.model.head, classes, &ad);
     let weights = class_weights(config, labels, classes);
     let mut learner = Learner::new(config, model, device).with_class_weights(weights);
-    let inputs = Inputs::Features(Arc::new(features));
+    let inputs = Inputs::Features(Arc::new(FeatureRows::Memory(features)));
     let stream = sample_stream(config, labels, seed);
     let total = (epochs * labels.len().div_ceil(config.optimization.batch_size)) as u64;
     let mut step = 0;

@@ -119,7 +119,7 @@ impl Trainer<'_> {
             anyhow::bail!("--folds needs the stored features of a frozen run");
         };
         let data = self.data;
-        let features = [train.as_slice(), val.as_slice()].concat();
+        let features = [train.to_vec()?, val.to_vec()?].concat();
         let labels = [data.train.labels.as_slice(), &data.val.labels].concat();
         let files = [data.train_files.as_slice(), &data.val_files].concat();
         let fold_of = crate::data::split::sitting_folds(&files, data.classes.len(), folds);
@@ -319,7 +319,7 @@ impl Trainer<'_> {
                 let (mut loss_sum, mut correct) = (0.0, 0usize);
                 for chunk in samples.chunks(config.optimization.batch_size.max(64)) {
                     let (input, batch_labels) =
-                        gather_features(&features, &labels, chunk, learner.autodiff_device());
+                        gather_features(&features, &labels, chunk, learner.autodiff_device())?;
                     let step = learner.step(
                         StepInput::Features(input),
                         &batch_labels,
@@ -348,7 +348,7 @@ impl Trainer<'_> {
     /// The model's logits and pooled features of the validation images, current weights.
     fn validation_pass(&self, inputs: &Inputs) -> Result<(Vec<f32>, Vec<f32>)> {
         let features = match inputs {
-            Inputs::Features(rows) => rows.to_vec(),
+            Inputs::Features(rows) => rows.to_vec()?,
             Inputs::Images(images) => {
                 let backbone = self.learner.model.backbone.inference();
                 let progress = Progress::new("validate", images.len() as u64);

@@ -117,7 +117,8 @@ pub fn pooled_features(
             images,
             device,
             label,
-        );
+        )?
+        .to_vec();
     }
     let progress = Progress::new(label, images.len() as u64);
     let rows = map_images(

@@ -135,3 +135,17 @@ pub fn copy_folder(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The segment files of every feature store in the cache folder `cache`, in name order.
+pub fn feature_segments(cache: &Path) -> Vec<PathBuf> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(cache.join("features"))
+        .unwrap()
+        .map(|store| store.unwrap().path())
+        .filter(|store| store.is_dir())
+        .flat_map(|store| std::fs::read_dir(store).unwrap().map(|e| e.unwrap().path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    segments.sort();
+    assert!(!segments.is_empty(), "no feature store in {}", cache.display());
+    segments
+}
