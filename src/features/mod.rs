@@ -112,7 +112,9 @@ impl FeatureStore {
     /// preprocessing), verifying its segments.
     pub fn open(identity: &str) -> Result<Self> {
         let digest = sha256_hex(identity.as_bytes())[..32].to_string();
-        let folder = fetch::cache_dir()?.join("features").join(digest);
+        let root = fetch::cache_dir()?.join("features");
+        remove_earlier_format(&root);
+        let folder = root.join(digest);
         let mut store = Self {
             folder,
             identity: identity.to_string(),
@@ -232,6 +234,17 @@ impl FeatureStore {
             rows.push((file, segment.row_offset(row)));
         }
         Ok(FeatureRows::Stored { files, rows })
+    }
+}
+
+/// Removes the stores of the earlier format (one file per store, and its lock, directly in
+/// `root`), which this version never reads, so that they do not keep their disk space.
+fn remove_earlier_format(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for path in entries.filter_map(|entry| entry.ok().map(|e| e.path())) {
+        if path.is_file() && path.extension().is_some_and(|e| e == "safetensors" || e == "lock") {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }
 
@@ -362,5 +375,21 @@ mod tests {
         assert_eq!(rows.gather([2, 0]).unwrap(), [row(2.0), row(3.0)].concat());
         let in_memory = FeatureRows::Memory([row(3.0), row(1.0)].concat());
         assert_eq!(in_memory.gather([1]).unwrap(), row(1.0));
+    }
+
+    #[test]
+    fn stores_of_the_earlier_format_are_removed_and_segments_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let store = root.path().join("0123");
+        std::fs::create_dir(&store).unwrap();
+        let segment = Segment::write(&store, "id", &[key(1)], &row(1.0)).unwrap().path;
+        for old in ["4567.safetensors", "4567.lock"] {
+            std::fs::write(root.path().join(old), b"old").unwrap();
+        }
+        remove_earlier_format(root.path());
+        let left: Vec<_> =
+            std::fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(left, [store]);
+        assert!(segment.exists());
     }
 }
