@@ -38,6 +38,11 @@ const DIVERGED: f64 = 4.0;
 /// Runs the sweep for `config` on `device` and writes `lr-find.png`, `lr-find.svg` and
 /// `lr-find.csv` into `out`.
 pub fn lr_find(config: &TrainConfig, sweep: &Sweep, out: &Path, device: &Device) -> Result<Found> {
+    if config.steps_on_whole_set() {
+        bail!(
+            "lr-find sweeps the learning rate of a first-order optimizer, and --optimizer lbfgs (the frozen default) finds its own step lengths: pass --optimizer adam (or adamw, sgd) to sweep theirs"
+        );
+    }
     device.seed(config.optimization.seed);
     let data = prepare_data(config)?;
     let model = build_model(config, data.classes.len(), &device.clone().autodiff())?;

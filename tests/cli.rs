@@ -164,7 +164,7 @@ fn the_screen_says_what_runs_and_stops_when_it_stops_improving() {
         "train a new top on the frozen ImageNet ResNet-50 ->",
         "  data     10 classes:",
         "  validate on a contiguous 20%",
-        "  recipe   default: adam 1e-3",
+        "  recipe   default: lbfgs over every training image at once, weight decay 1e-3, up to 30 steps of 20 iterations",
         "  trains   the new linear top only; label smoothing 0.1",
         "  compute  flex backend",
     ] {
@@ -193,10 +193,22 @@ fn the_screen_says_what_runs_and_stops_when_it_stops_improving() {
     train(&kept, &["--mode", "frozen", "--epochs", "1", "--keep-resume"]);
     assert_eq!(leftovers(&kept), 2, "the model and the optimizer state");
 
-    // The learning-rate finder: a curve and a suggestion.
+    // The learning-rate finder: a curve and a suggestion (for a first-order optimizer: L-BFGS,
+    // the frozen default, finds its own steps, and lr-find says so).
     let found = dir.path().join("lr");
-    let output = common::fruitlab()
+    let refused = common::fruitlab()
         .args(["lr-find", "--mode", "frozen", "--data"])
+        .arg(common::mini_dataset())
+        .arg("--out")
+        .arg(&found)
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("pass --optimizer adam"), "{stderr}");
+    let output = common::fruitlab()
+        .args(["lr-find", "--mode", "frozen", "--optimizer", "adam", "--data"])
         .arg(common::mini_dataset())
         .arg("--out")
         .arg(&found)

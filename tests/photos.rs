@@ -41,13 +41,13 @@ fn photos_get_the_full_resolution_and_a_split_by_sitting() {
     let data = photos(dir.path(), 12);
     let run = dir.path().join("run");
     let stderr = train_frozen(&data, &run, &["--epochs", "2"]);
-    assert!(stderr.contains("from the data: 224 px, centre crop 0.875: photos"), "{stderr}");
+    assert!(stderr.contains("from the data: 288 px, centre crop 0.875: photos"), "{stderr}");
     assert!(stderr.contains("groups:0.2"), "{stderr}");
     let config = json(&run.join("config.json"));
     let c = &config["config"];
     assert_eq!(
         (&c["image_size"], &c["crop"], &c["val_split"]),
-        (&224.into(), &0.875.into(), &"groups:0.2".into())
+        (&288.into(), &0.875.into(), &"groups:0.2".into())
     );
     // A prediction cuts the same centre as training.
     let photo =
@@ -132,7 +132,9 @@ fn the_balanced_sampler_trains_and_is_recorded() {
     // Uneven: hats get twelve photos, shoes and pants six.
     common::clothing_sample("Test", &["hat"], 6, &data.join("Training"));
     let run = dir.path().join("run");
-    let stderr = train_frozen(&data, &run, &["--epochs", "1", "--class-balance", "sampler"]);
+    // The sampler draws batches: a first-order optimizer (L-BFGS takes every image at once).
+    let args = ["--epochs", "1", "--class-balance", "sampler", "--optimizer", "adam"];
+    let stderr = train_frozen(&data, &run, &args);
     assert!(stderr.contains("every class drawn equally often"), "{stderr}");
     assert_eq!(json(&run.join("config.json"))["config"]["class_balance"], "sampler");
 }
@@ -152,9 +154,19 @@ fn decoded_photos_stay_on_disk_and_are_checked_when_read_back() {
         if let Some(gib) = limit_gib {
             command.env("FRUITLAB_IMAGE_CACHE_GIB", gib);
         }
-        // Without the feature store, every epoch reads the decoded images.
-        let args =
-            ["--mode", "frozen", "--no-feature-cache", "--image-size", "64", "--epochs", "1"];
+        // Without the feature store, every epoch reads the decoded images (and the top trains
+        // with a first-order optimizer: L-BFGS needs stored features).
+        let args = [
+            "--mode",
+            "frozen",
+            "--no-feature-cache",
+            "--optimizer",
+            "adam",
+            "--image-size",
+            "64",
+            "--epochs",
+            "1",
+        ];
         command.arg("train").args(args).arg("--data").arg(&data);
         command.arg("--out").arg(dir.path().join(run)).output().unwrap()
     };

@@ -52,6 +52,7 @@ cli_values!(OptimizerKind {
     Sgd: "SGD with momentum",
     Adam: "Adam",
     Adamw: "Adam with decoupled weight decay",
+    Lbfgs: "L-BFGS over every training image at once (frozen mode): the linear top to its optimum",
 });
 cli_values!(Schedule {
     Constant: "the same rate throughout",

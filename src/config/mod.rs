@@ -48,6 +48,10 @@ pub enum OptimizerKind {
     Adam,
     /// Adam with decoupled weight decay.
     Adamw,
+    /// L-BFGS with a strong-Wolfe line search, each step over every training image at once
+    /// (frozen mode, stored features): fits the top to the minimum of the loss plus
+    /// --weight-decay times half the squared weights.
+    Lbfgs,
 }
 
 /// Learning-rate schedule over the run's optimizer steps.
@@ -110,6 +114,14 @@ impl ImageConfig {
     /// How an image file becomes the network's input.
     pub fn input(&self) -> crate::preprocess::InputSpec {
         crate::preprocess::InputSpec::trained(self.size(), self.crop_fraction(), self.normalization)
+    }
+}
+
+impl OptimizationConfig {
+    /// The label smoothing (chosen from the data before a run starts where the recipe leaves
+    /// it, see [`from_data`]; a configuration that never was has none).
+    pub fn smoothing(&self) -> f64 {
+        self.label_smoothing.unwrap_or(0.0)
     }
 }
 
@@ -198,17 +210,25 @@ impl TrainConfig {
         self.training_batchnorm() == BatchNormMode::Fold
     }
 
+    /// Whether each optimizer step takes every training image at once (L-BFGS).
+    pub fn steps_on_whole_set(&self) -> bool {
+        self.optimization.optimizer == OptimizerKind::Lbfgs
+    }
+
+    /// Images per optimizer step, given the training-set size: the batch, or every image.
+    pub fn step_images(&self, train_len: usize) -> usize {
+        if self.steps_on_whole_set() { train_len.max(1) } else { self.optimization.batch_size }
+    }
+
     /// Images seen per epoch, given the training-set size.
     pub fn images_per_epoch(&self, train_len: usize) -> usize {
-        self.schedule
-            .steps_per_epoch
-            .map_or(train_len, |steps| steps * self.optimization.batch_size)
+        self.schedule.steps_per_epoch.map_or(train_len, |steps| steps * self.step_images(train_len))
     }
 
     /// Optimizer steps per epoch, given the training-set size.
     pub fn steps_in_epoch(&self, train_len: usize) -> usize {
         self.schedule
             .steps_per_epoch
-            .unwrap_or_else(|| train_len.div_ceil(self.optimization.batch_size))
+            .unwrap_or_else(|| train_len.div_ceil(self.step_images(train_len)))
     }
 }

@@ -163,7 +163,7 @@ mod tests {
             (Normalization::Caffe, None)
         );
         assert_eq!((c.model.head, c.images.image_size, o.seed), (HeadKind::Mlp, None, 42));
-        assert_eq!((c.model.train_from, o.label_smoothing), (TrainFrom::Stage3, 0.1));
+        assert_eq!((c.model.train_from, o.label_smoothing), (TrainFrom::Stage3, Some(0.1)));
     }
 
     #[test]
@@ -173,17 +173,23 @@ mod tests {
             (c.optimization.backbone_lr_scale, c.model.batchnorm),
             (1.0, BatchNormMode::Train)
         );
-        assert_eq!((c.model.train_from, c.optimization.label_smoothing), (TrainFrom::Stem, 0.1));
+        assert_eq!(
+            (c.model.train_from, c.optimization.label_smoothing),
+            (TrainFrom::Stem, Some(0.1))
+        );
     }
 
     #[test]
-    fn default_frozen_trains_a_linear_top_to_convergence_on_stored_features() {
+    fn default_frozen_fits_a_linear_top_to_its_optimum_on_stored_features() {
         let c = recipe(Recipe::Default, Mode::Frozen, Init::Imagenet);
         let o = &c.optimization;
-        assert_eq!((o.optimizer, o.lr, o.batch_size), (OptimizerKind::Adam, 1e-3, 64));
+        assert_eq!((o.optimizer, o.weight_decay), (OptimizerKind::Lbfgs, 1e-3));
+        assert!(c.steps_on_whole_set());
+        assert_eq!((c.steps_in_epoch(500), c.images_per_epoch(500)), (1, 500));
         assert_eq!((c.schedule.steps_per_epoch, o.schedule), (None, Schedule::Constant));
         assert!(c.images.feature_cache && c.images.augmentation().is_identity());
-        assert_eq!((c.model.head, o.label_smoothing), (HeadKind::Linear, 0.1));
+        // Label smoothing: from the data (see `from_data`).
+        assert_eq!((c.model.head, o.label_smoothing), (HeadKind::Linear, None));
         assert_eq!(
             (c.schedule.epochs, c.stopping.patience, c.stopping.patience_on),
             (10, Some(3), Monitor::Loss)
@@ -202,7 +208,7 @@ mod tests {
             assert_eq!(c.images.normalization, Normalization::Rescale);
             assert_eq!(c.images.augment, Some(Augment::notebook()));
             assert!(!c.images.feature_cache);
-            assert_eq!((c.model.train_from, o.label_smoothing), (TrainFrom::Stem, 0.0));
+            assert_eq!((c.model.train_from, o.label_smoothing), (TrainFrom::Stem, Some(0.0)));
         }
     }
 
@@ -221,6 +227,7 @@ mod tests {
     fn default_texts_say_the_recipes_values_by_case() {
         let cases = [
             ("lr", "0.001; notebook recipe: 0.0001"),
+            ("optimizer", "adam fine-tuning, lbfgs frozen; notebook recipe: sgd"),
             ("head", "mlp fine-tuning, linear frozen; notebook recipe: mlp"),
             ("backbone_lr_scale", "0.1 from ImageNet weights, 1 from scratch; notebook recipe: 1"),
             (

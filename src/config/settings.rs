@@ -29,7 +29,7 @@ macro_rules! training_settings {
                 // One split of a few hundred photos is a noisy estimate (BENCHMARKS.md).
                 folds: usize [optional "off"] = None,
                 /// Input size in pixels.
-                image_size: usize [optional "from the data: 100 for small images, 224 for photos"] = None,
+                image_size: usize [optional "from the data: 100 for small images, 224 for photos (288 frozen)"] = None,
                 /// The share of the image's shorter side kept, around its centre, before it is
                 /// resized to the input: 1 keeps the whole centred square, 0.875 is ImageNet's
                 /// evaluation crop (the shorter side to 256, the centre 224).
@@ -103,23 +103,29 @@ macro_rules! training_settings {
 
             /// The optimizer, its learning rates and the loss.
             optimization: OptimizationConfig / OptimizationOverrides {
-                /// Images per optimizer step.
+                /// Images per optimizer step (lbfgs takes every training image at each step).
                 // A frozen backbone makes large batches of stored features cheap.
                 batch_size: usize = if case.converges() { 64 } else { 16 },
                 /// Optimizer.
+                // On stored features L-BFGS fits the linear top to its optimum in seconds,
+                // where Adam's few steps on a small set stop short of it (BENCHMARKS.md).
                 optimizer: $crate::config::OptimizerKind = if case.notebook {
                     $crate::config::OptimizerKind::Sgd
+                } else if case.converges() {
+                    $crate::config::OptimizerKind::Lbfgs
                 } else {
                     $crate::config::OptimizerKind::Adam
                 },
-                /// Learning rate of the new top, the schedule's peak.
+                /// Learning rate of the new top, the schedule's peak (lbfgs finds its own
+                /// step lengths).
                 lr: f64 = if case.notebook { 1e-4 } else { 1e-3 },
                 /// Backbone learning rate as a fraction of --lr, when fine-tuning.
                 backbone_lr_scale: f64 = if case.pretrained() { 0.1 } else { 1.0 },
                 /// SGD momentum.
                 momentum: f64 = 0.9,
-                /// Weight decay (L2 for sgd/adam, decoupled for adamw).
-                weight_decay: f64 = 0.0,
+                /// Weight decay (L2 for sgd/adam, decoupled for adamw, for lbfgs half the
+                /// squared weights of the top added to the loss it minimises).
+                weight_decay: f64 = if case.converges() { 1e-3 } else { 0.0 },
                 /// Learning-rate schedule.
                 schedule: $crate::config::Schedule = if case.notebook || case.frozen {
                     $crate::config::Schedule::Constant
@@ -129,8 +135,17 @@ macro_rules! training_settings {
                 /// Warm-up steps of the cosine schedule.
                 warmup_steps: usize = if case.notebook { 0 } else { 50 },
                 /// Label smoothing of the cross-entropy.
-                // Near-copies of the training frames otherwise make the top overconfident.
-                label_smoothing: f64 = if case.notebook { 0.0 } else { 0.1 },
+                // Near-copies of the training frames otherwise make the top overconfident; on
+                // photos the frozen top's weight decay regularises it, and smoothing costs
+                // accuracy (BENCHMARKS.md).
+                label_smoothing: f64 [optional "from the data: 0.1 for video frames, 0 otherwise"] =
+                    if case.notebook {
+                        Some(0.0)
+                    } else if case.converges() {
+                        None
+                    } else {
+                        Some(0.1)
+                    },
                 /// How uneven classes are weighed: `none` (every image alike), `weights` (the
                 /// loss of each image inversely to its class's size: every class alike) or
                 /// `sampler` (every class drawn equally often; small classes' images repeat).
@@ -141,9 +156,9 @@ macro_rules! training_settings {
 
             /// How long the run trains.
             schedule: ScheduleConfig / ScheduleOverrides {
-                /// Epochs.
-                // On stored features an epoch costs seconds: the top trains until the honest
-                // validation stops improving (see --patience).
+                /// Epochs (for lbfgs, steps of 20 iterations each, validated after each).
+                // On stored features an epoch costs seconds: the top trains until it has
+                // converged or the honest validation stops improving (see --patience).
                 epochs: usize = if case.converges() { 10 } else { 2 },
                 /// Optimizer steps per epoch.
                 // Fine-tuning and the notebook train the notebook's epochs; a frozen backbone

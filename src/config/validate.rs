@@ -4,8 +4,9 @@
 
 use anyhow::{Result, bail};
 
-use super::TrainConfig;
+use super::{ClassBalance, TrainConfig};
 use crate::data::ValSplit;
+use crate::model::HeadKind;
 
 /// The largest number of training images a run may go through (epochs x images per epoch):
 /// far beyond any real run, and far from overflowing a counter.
@@ -78,7 +79,9 @@ impl TrainConfig {
         if let Some(patience) = self.stopping.patience {
             p.whole("--patience", patience, 1, 100_000);
         }
-        p.number("--label-smoothing", self.optimization.label_smoothing, 0.0, 0.5, false);
+        if let Some(smoothing) = self.optimization.label_smoothing {
+            p.number("--label-smoothing", smoothing, 0.0, 0.5, false);
+        }
         p.number("--reject-rate", self.model.reject_rate, 0.0, 0.5, true);
         if let Some(target) = self.stopping.stop_at_accuracy {
             p.number("--stop-at-accuracy", target, 0.0, 1.0, true);
@@ -87,6 +90,17 @@ impl TrainConfig {
             self.images.val_split
         {
             p.number("--val-split", f, 0.0, 0.99, true);
+        }
+        if self.steps_on_whole_set() {
+            p.require(self.uses_feature_store(), || {
+                "--optimizer lbfgs fits the top on the stored features of every training image at once: it needs --mode frozen (without --no-feature-cache)".into()
+            });
+            p.require(self.model.head == HeadKind::Linear, || {
+                "--optimizer lbfgs fits the linear top: train the MLP top (--head mlp) with --optimizer adam".into()
+            });
+            p.require(self.optimization.class_balance != ClassBalance::Sampler, || {
+                "--class-balance sampler draws batches, and --optimizer lbfgs takes every training image at each step: use --class-balance weights, or draw batches with --optimizer adam".into()
+            });
         }
         for problem in self.images.augmentation().problems() {
             p.require(false, || format!("--augment: {problem}"));
@@ -156,5 +170,38 @@ mod tests {
             let error = with(change).unwrap_err().to_string();
             assert!(error.contains(flag), "{flag} not named in: {error}");
         }
+    }
+
+    #[test]
+    fn lbfgs_fits_only_a_frozen_linear_top_on_stored_features() {
+        use crate::config::{ClassBalance, OptimizerKind};
+        use crate::model::HeadKind;
+        let frozen = |change: fn(&mut Overrides)| {
+            let mut overrides = Overrides::default();
+            change(&mut overrides);
+            sized(Recipe::Default, Mode::Frozen, Init::Imagenet, overrides).validate()
+        };
+        type Change = fn(&mut Overrides);
+        let refused: [(Change, &str); 3] = [
+            (|o| o.model.head = Some(HeadKind::Mlp), "--head mlp"),
+            (|o| o.images.feature_cache = Some(false), "--no-feature-cache"),
+            (
+                |o| o.optimization.class_balance = Some(ClassBalance::Sampler),
+                "--class-balance weights",
+            ),
+        ];
+        frozen(|_| {}).unwrap();
+        for (change, fix) in refused {
+            let error = frozen(change).unwrap_err().to_string();
+            assert!(error.contains("--optimizer lbfgs") && error.contains(fix), "{error}");
+        }
+        // Any of them with a first-order optimizer is fine.
+        frozen(|o| {
+            o.model.head = Some(HeadKind::Mlp);
+            o.optimization.optimizer = Some(OptimizerKind::Adam);
+        })
+        .unwrap();
+        let error = with(|o| o.optimization.optimizer = Some(OptimizerKind::Lbfgs)).unwrap_err();
+        assert!(error.to_string().contains("needs --mode frozen"), "{error}");
     }
 }

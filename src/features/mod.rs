@@ -73,16 +73,37 @@ impl FeatureRows {
                 }
             }
             FeatureRows::Stored { files, rows } => {
-                let mut bytes = vec![0u8; ROW_BYTES];
-                for i in indices {
-                    let (file, offset) = rows[i];
+                // Rows that follow one another in one file are read at once.
+                let mut run: Option<(usize, u64, usize)> = None;
+                let mut bytes = Vec::new();
+                let mut read_run = |(file, offset, count): (usize, u64, usize)| -> Result<()> {
                     let (file, path) = &files[file];
+                    bytes.resize(count * ROW_BYTES, 0);
                     file.read_exact_at(&mut bytes, offset).with_context(|| {
                         format!("cannot read stored features from {}", path.display())
                     })?;
                     out.extend(
                         bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
                     );
+                    Ok(())
+                };
+                for i in indices {
+                    let (file, offset) = rows[i];
+                    run = match run {
+                        Some((f, start, count))
+                            if f == file && start + (count * ROW_BYTES) as u64 == offset =>
+                        {
+                            Some((f, start, count + 1))
+                        }
+                        Some(previous) => {
+                            read_run(previous)?;
+                            Some((file, offset, 1))
+                        }
+                        None => Some((file, offset, 1)),
+                    };
+                }
+                if let Some(last) = run {
+                    read_run(last)?;
                 }
             }
         }
@@ -373,6 +394,11 @@ mod tests {
         assert_eq!(rows.len(), 3);
         assert_eq!(rows.to_vec().unwrap(), [row(3.0), row(1.0), row(2.0)].concat());
         assert_eq!(rows.gather([2, 0]).unwrap(), [row(2.0), row(3.0)].concat());
+        // Rows next to each other in a file are read at once; a repeated row is read again.
+        assert_eq!(
+            rows.gather([1, 2, 2, 0]).unwrap(),
+            [row(1.0), row(2.0), row(2.0), row(3.0)].concat()
+        );
         let in_memory = FeatureRows::Memory([row(3.0), row(1.0)].concat());
         assert_eq!(in_memory.gather([1]).unwrap(), row(1.0));
     }

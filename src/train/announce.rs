@@ -81,6 +81,11 @@ fn describe_recipe(config: &TrainConfig) -> String {
         Schedule::Cosine => format!("cosine ({} warm-up)", o.warmup_steps),
     };
     match config.mode {
+        Mode::Frozen if config.steps_on_whole_set() => format!(
+            "lbfgs over every training image at once, weight decay {:e}, up to {epochs} steps of {} iterations",
+            o.weight_decay,
+            super::optim::LBFGS_ITERATIONS
+        ),
         Mode::Frozen => format!("{optimizer}, {schedule}, batch {}, {steps}", o.batch_size),
         Mode::Finetune => format!(
             "{optimizer}, backbone x{}, {schedule}, batch {}, {steps}, bn {}",
@@ -102,7 +107,7 @@ fn describe_training(config: &TrainConfig) -> String {
             spelling(&from)
         ),
     };
-    let layers = match config.optimization.label_smoothing {
+    let layers = match config.optimization.smoothing() {
         smoothing if smoothing > 0.0 => format!("{layers}; label smoothing {smoothing}"),
         _ => layers,
     };

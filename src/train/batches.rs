@@ -54,7 +54,8 @@ impl Inputs {
             Inputs::Features(features) => EpochBatches::Features {
                 features: features.clone(),
                 samples,
-                batch_size,
+                batch_size: config.step_images(features.len()),
+                whole_set: config.steps_on_whole_set(),
                 next: 0,
                 ad: ad.clone(),
             },
@@ -88,6 +89,9 @@ pub enum EpochBatches {
         features: Arc<FeatureRows>,
         samples: Vec<(usize, u64)>,
         batch_size: usize,
+        /// Each step takes its images' rows as they are stored (L-BFGS reads them as it
+        /// needs them) instead of a tensor of them.
+        whole_set: bool,
         next: usize,
         ad: Device,
     },
@@ -103,13 +107,20 @@ impl EpochBatches {
                 let labels = batch.labels.clone();
                 Ok(Some((StepInput::Images(batch.into_tensor(*size, ad)), labels)))
             }
-            EpochBatches::Features { features, samples, batch_size, next, ad } => {
+            EpochBatches::Features { features, samples, batch_size, whole_set, next, ad } => {
                 if *next >= samples.len() {
                     return Ok(None);
                 }
                 let end = (*next + *batch_size).min(samples.len());
-                let (input, labels) = gather_features(features, labels, &samples[*next..end], ad)?;
+                let batch = &samples[*next..end];
                 *next = end;
+                if *whole_set {
+                    let indices: Vec<usize> = batch.iter().map(|&(index, _)| index).collect();
+                    let labels = indices.iter().map(|&index| labels[index]).collect();
+                    let rows = features.clone();
+                    return Ok(Some((StepInput::FeatureSet { rows, indices }, labels)));
+                }
+                let (input, labels) = gather_features(features, labels, batch, ad)?;
                 Ok(Some((StepInput::Features(input), labels)))
             }
         }

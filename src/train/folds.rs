@@ -156,7 +156,7 @@ pub fn fit_top(
     let mut learner = Learner::new(config, model, device).with_class_weights(weights);
     let inputs = Inputs::Features(Arc::new(FeatureRows::Memory(features)));
     let stream = sample_stream(config, labels, seed);
-    let total = (epochs * labels.len().div_ceil(config.optimization.batch_size)) as u64;
+    let total = (epochs * labels.len().div_ceil(config.step_images(labels.len()))) as u64;
     let mut step = 0;
     for epoch in 0..epochs {
         let samples = stream.slice((epoch * labels.len()) as u64, labels.len());

@@ -2,14 +2,18 @@
 //! loop takes (the epoch loop, the head warm-up, `lr-find`, `bench`): fine-tuning the whole
 //! network on images, or training the new top alone on backbone features.
 
-use anyhow::{Result, ensure};
+use std::sync::Arc;
+
+use anyhow::{Result, bail, ensure};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::optim;
+use super::optim::{self, Optimizer};
+use super::whole_set::WholeSetLoss;
 use crate::config::TrainConfig;
 use crate::eval;
+use crate::features::FeatureRows;
 use crate::inference::rows;
 use crate::model::Classifier;
 use crate::model::resnet::FEATURE_DIM;
@@ -20,6 +24,12 @@ pub enum StepInput {
     Images(Tensor<4>),
     /// Pooled backbone features, `[batch, 2048]`.
     Features(Tensor<2>),
+    /// The stored features of a whole set of images (the rows `indices`), for a step that
+    /// takes them all at once (L-BFGS), read as the step needs them.
+    FeatureSet {
+        rows: Arc<FeatureRows>,
+        indices: Vec<usize>,
+    },
 }
 
 /// What one step measured on its batch.
@@ -32,8 +42,8 @@ pub struct StepResult {
 
 /// The optimizers of a run: the new top's, and the backbone's when it trains.
 struct Optimizers {
-    head: ModuleOptimizer,
-    backbone: Option<ModuleOptimizer>,
+    head: Optimizer,
+    backbone: Option<Optimizer>,
 }
 
 /// A model in training.
@@ -41,6 +51,8 @@ pub struct Learner {
     pub model: Classifier,
     optimizers: Optimizers,
     loss: CrossEntropyLossConfig,
+    /// The weight decay of a step over a whole set, a term of the loss it minimises.
+    weight_decay: f64,
     backbone_lr_scale: f64,
     /// The inference device (for a frozen backbone's features).
     device: Device,
@@ -51,7 +63,7 @@ pub struct Learner {
 impl Learner {
     /// `model` (on the autodiff device of `device`) with fresh optimizers for `config`.
     pub fn new(config: &TrainConfig, model: Classifier, device: &Device) -> Self {
-        let smoothing = config.optimization.label_smoothing;
+        let smoothing = config.optimization.smoothing();
         Self {
             model,
             optimizers: Optimizers {
@@ -60,6 +72,7 @@ impl Learner {
             },
             loss: CrossEntropyLossConfig::new()
                 .with_smoothing((smoothing > 0.0).then_some(smoothing as f32)),
+            weight_decay: config.optimization.weight_decay,
             backbone_lr_scale: config.optimization.backbone_lr_scale,
             device: device.clone(),
             ad: device.clone().autodiff(),
@@ -82,6 +95,7 @@ impl Learner {
     pub fn step(&mut self, input: StepInput, labels: &[usize], lr: f64) -> Result<StepResult> {
         match input {
             StepInput::Features(features) => self.head_step(features, labels, lr),
+            StepInput::FeatureSet { rows, indices } => self.whole_set_step(&rows, &indices, labels),
             StepInput::Images(images) if self.optimizers.backbone.is_some() => {
                 let logits = self.model.forward(images);
                 let (loss, result) = self.loss_and_result(logits, labels)?;
@@ -91,9 +105,12 @@ impl Learner {
                 let Classifier { backbone, head } = self.model.clone();
                 let backbone_optim =
                     self.optimizers.backbone.as_mut().expect("checked by the match guard");
-                let backbone =
-                    backbone_optim.step(lr * self.backbone_lr_scale, backbone, backbone_grads);
-                let head = self.optimizers.head.step(lr, head, head_grads);
+                let backbone = backbone_optim.gradient_step(
+                    lr * self.backbone_lr_scale,
+                    backbone,
+                    backbone_grads,
+                )?;
+                let head = self.optimizers.head.gradient_step(lr, head, head_grads)?;
                 self.model = Classifier { backbone, head };
                 Ok(result)
             }
@@ -116,7 +133,55 @@ impl Learner {
         let logits = self.model.head.forward(features);
         let (loss, result) = self.loss_and_result(logits, labels)?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model.head);
-        self.model.head = self.optimizers.head.step(lr, self.model.head.clone(), grads);
+        self.model.head = self.optimizers.head.gradient_step(lr, self.model.head.clone(), grads)?;
+        Ok(result)
+    }
+
+    /// One L-BFGS step of the new top over the whole set `indices` of `rows` (labelled
+    /// `labels`). Interrupted or failed, the step leaves the top and the optimizer as they
+    /// were, so that a resumed run repeats it exactly.
+    fn whole_set_step(
+        &mut self,
+        rows: &FeatureRows,
+        indices: &[usize],
+        labels: &[usize],
+    ) -> Result<StepResult> {
+        let Optimizer::Lbfgs(lbfgs) = &mut self.optimizers.head else {
+            bail!("a step over the whole set of stored features needs --optimizer lbfgs");
+        };
+        let classes = self.model.head.num_classes();
+        let loss = WholeSetLoss::new(
+            rows,
+            indices,
+            labels,
+            classes,
+            self.loss.smoothing.map_or(0.0, f64::from),
+            self.loss.weights.as_deref(),
+            self.weight_decay,
+            &self.ad,
+        );
+        let before = lbfgs.clone();
+        let mut failure = None;
+        let mut result = StepResult { loss: f64::NAN, correct: 0 };
+        // The line search starts from a step of 1 (the Newton step) and finds its own length.
+        let (head, _) = lbfgs.step(1.0, self.model.head.clone(), |head| {
+            if failure.is_none() {
+                match loss.evaluate(&head) {
+                    Ok((value, grads, evaluated)) => {
+                        result = evaluated;
+                        return (value, grads);
+                    }
+                    Err(error) => failure = Some(error),
+                }
+            }
+            (f64::NAN, loss.zero_gradients(&head))
+        });
+        if let Some(error) = failure {
+            *lbfgs = before;
+            return Err(error);
+        }
+        self.model.head = head;
+        result.loss = check_loss(result.loss, classes)?;
         Ok(result)
     }
 
@@ -124,7 +189,7 @@ impl Learner {
     /// then puts the run's back, whatever the phase returned.
     pub fn with_head_optimizer<T>(
         &mut self,
-        optimizer: ModuleOptimizer,
+        optimizer: Optimizer,
         phase: impl FnOnce(&mut Self) -> Result<T>,
     ) -> Result<T> {
         let main = std::mem::replace(&mut self.optimizers.head, optimizer);
@@ -149,11 +214,8 @@ impl Learner {
     /// The learner with the model and optimizers of `state`'s resume checkpoint in `run`.
     pub fn restored(mut self, run: &TrainingRun, state: &ResumeState) -> Result<Self> {
         self.model = run.restore_model(self.model, state)?;
-        let load = |optim: ModuleOptimizer, part: OptimizerPart| -> Result<ModuleOptimizer> {
-            let path = run.optimizer_state(state, part)?;
-            optim.load(&path).map_err(|error| {
-                anyhow::anyhow!("cannot load optimizer state {}: {error}", path.display())
-            })
+        let load = |optim: Optimizer, part: OptimizerPart| -> Result<Optimizer> {
+            optim.load(&run.optimizer_state(state, part)?)
         };
         let Optimizers { head, backbone } = self.optimizers;
         self.optimizers = Optimizers {
@@ -165,15 +227,9 @@ impl Learner {
 
     /// Writes the resume checkpoint of `state` into `run`.
     pub fn save_checkpoint(&self, run: &TrainingRun, state: &ResumeState) -> Result<()> {
-        let bytes = |optim: &ModuleOptimizer| -> Result<Vec<u8>> {
-            let bytes = optim.into_bytes().map_err(|error| {
-                anyhow::anyhow!("cannot serialise the optimizer state: {error}")
-            })?;
-            Ok(bytes.to_vec())
-        };
-        let mut parts = vec![(OptimizerPart::Head, bytes(&self.optimizers.head)?)];
+        let mut parts = vec![(OptimizerPart::Head, self.optimizers.head.to_bytes()?)];
         if let Some(optim) = &self.optimizers.backbone {
-            parts.push((OptimizerPart::Backbone, bytes(optim)?));
+            parts.push((OptimizerPart::Backbone, optim.to_bytes()?));
         }
         run.save_checkpoint(&self.model, &parts, state)
     }
@@ -255,6 +311,55 @@ mod tests {
         for (weight, expected) in weights.iter().zip([4.0 / 9.0, 4.0 / 3.0, 4.0 / 3.0]) {
             assert!((weight - expected).abs() < 1e-6, "{weights:?}");
         }
+    }
+
+    #[test]
+    fn an_lbfgs_step_resumes_exactly_from_its_saved_state() {
+        use crate::config::{Init, Mode, Recipe};
+        use crate::model::{HeadKind, Layout};
+        let device = Device::flex();
+        let config = Recipe::Default.config(Mode::Frozen, Init::Imagenet, "d".into());
+        // Three classes, each lifting one feature.
+        let labels: Vec<usize> = (0..30).map(|i| i % 3).collect();
+        let values: Vec<f32> = labels
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &label)| {
+                (0..FEATURE_DIM)
+                    .map(move |d| ((i * 31 + d * 7) % 13) as f32 / 13.0 + (d == label) as u8 as f32)
+            })
+            .collect();
+        let features = Arc::new(FeatureRows::Memory(values));
+        let learner = || {
+            device.seed(1);
+            let model =
+                Classifier::new(Layout::Keras, HeadKind::Linear, 3, &device.clone().autodiff());
+            Learner::new(&config, model, &device)
+        };
+        let step = |learner: &mut Learner| {
+            let input =
+                StepInput::FeatureSet { rows: features.clone(), indices: (0..30).collect() };
+            learner.step(input, &labels, config.optimization.lr).unwrap()
+        };
+        let weights =
+            |learner: &Learner| rows(learner.model.head.output.weight.val().detach()).unwrap();
+
+        let mut straight = learner();
+        let first = step(&mut straight);
+        let second = step(&mut straight);
+        assert!(second.loss < first.loss, "{} then {}", first.loss, second.loss);
+        assert_eq!(second.correct, 30);
+
+        let mut interrupted = learner();
+        step(&mut interrupted);
+        let saved = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(saved.path(), interrupted.optimizers.head.to_bytes().unwrap()).unwrap();
+        let mut resumed = learner();
+        resumed.model.head = interrupted.model.head.clone();
+        resumed.optimizers.head = resumed.optimizers.head.load(saved.path()).unwrap();
+        let again = step(&mut resumed);
+        assert_eq!(again.loss, second.loss);
+        assert_eq!(weights(&resumed), weights(&straight));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod record;
 pub mod stopping;
 pub mod trainer;
 pub mod trust;
+pub mod whole_set;
 
 use anyhow::Result;
 use burn::tensor::Device;
@@ -46,7 +47,7 @@ fn train_run(run: &mut TrainingRun, start: Start, device: &Device) -> Result<Out
     let config = run.config().clone();
     if config.uses_feature_store() && !config.images.augmentation().is_identity() {
         eprintln!(
-            "note: frozen mode caches backbone features of the plain images, so --augment is not applied; pass --no-feature-cache to augment (the backbone then runs every epoch)"
+            "note: frozen mode caches backbone features of the plain images, so --augment is not applied; pass --no-feature-cache --optimizer adam to augment (the backbone then runs every epoch)"
         );
     }
     // Model initialisation draws from the device's generator: seed it for reproducible runs.

@@ -1,37 +1,109 @@
 //! Optimizers and the learning-rate schedule.
 
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
+use burn::optim::{
+    AdamConfig, AdamWConfig, GradientsParams, LBFGS, LBFGSConfig, LineSearchFn, ModuleOptimizer,
+    SgdConfig,
+};
 
 use crate::config::{OptimizationConfig, OptimizerKind, Schedule, TrainConfig};
 
 /// Adam's epsilon, as Keras sets it.
 const ADAM_EPSILON: f32 = 1e-7;
 
+/// L-BFGS iterations in one optimizer step (one epoch of a whole-set run, validated after).
+pub const LBFGS_ITERATIONS: usize = 20;
+/// Curvature pairs L-BFGS remembers: enough for a top's few hundred iterations, and small
+/// beside its parameters (two vectors of them each).
+const LBFGS_HISTORY: usize = 10;
+/// L-BFGS stops when no gradient component is larger (the top has converged in f32).
+const LBFGS_GRADIENT_TOLERANCE: f64 = 1e-6;
+
+/// An optimizer of either kind.
+pub enum Optimizer {
+    /// First-order: each step follows one batch's gradient.
+    Gradient(ModuleOptimizer),
+    /// L-BFGS: each step is [`LBFGS_ITERATIONS`] iterations over the whole training set.
+    Lbfgs(Box<LBFGS>),
+}
+
+impl Optimizer {
+    /// The optimizer's state, serialised (for the resume checkpoint).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let bytes = match self {
+            Optimizer::Gradient(optim) => optim.into_bytes(),
+            Optimizer::Lbfgs(optim) => optim.into_bytes(),
+        };
+        let bytes = bytes
+            .map_err(|error| anyhow::anyhow!("cannot serialise the optimizer state: {error}"))?;
+        Ok(bytes.to_vec())
+    }
+
+    /// One first-order step of `module` along `grads` at rate `lr`.
+    pub fn gradient_step<M: Module>(
+        &mut self,
+        lr: f64,
+        module: M,
+        grads: GradientsParams,
+    ) -> Result<M> {
+        match self {
+            Optimizer::Gradient(optim) => Ok(optim.step(lr, module, grads)),
+            Optimizer::Lbfgs(_) => bail!(
+                "--optimizer lbfgs takes each step over the stored features of every training image at once: it trains the top of a frozen backbone only (use adam, adamw or sgd)"
+            ),
+        }
+    }
+
+    /// The optimizer with the state saved in `path`.
+    pub fn load(self, path: &Path) -> Result<Self> {
+        let loaded = match self {
+            Optimizer::Gradient(optim) => optim.load(path).map(Optimizer::Gradient),
+            Optimizer::Lbfgs(optim) => optim.load(path).map(|o| Optimizer::Lbfgs(Box::new(o))),
+        };
+        loaded.map_err(|error| {
+            anyhow::anyhow!("cannot load optimizer state {}: {error}", path.display())
+        })
+    }
+}
+
 /// A fresh optimizer of the configured kind.
-pub fn build(config: &TrainConfig) -> ModuleOptimizer {
+pub fn build(config: &TrainConfig) -> Optimizer {
     let config = &config.optimization;
     let weight_decay =
         (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
-    match config.optimizer {
-        // Dampening 0 is the Keras/PyTorch momentum (burn's default dampens by 0.1).
-        OptimizerKind::Sgd => {
-            SgdConfig::new()
+    let optimizer =
+        match config.optimizer {
+            // Dampening 0 is the Keras/PyTorch momentum (burn's default dampens by 0.1).
+            OptimizerKind::Sgd => SgdConfig::new()
                 .with_momentum((config.momentum > 0.0).then(|| {
                     MomentumConfig::new().with_momentum(config.momentum).with_dampening(0.0)
                 }))
                 .with_weight_decay(weight_decay)
-                .init()
-        }
-        OptimizerKind::Adam => {
-            AdamConfig::new().with_epsilon(ADAM_EPSILON).with_weight_decay(weight_decay).init()
-        }
-        OptimizerKind::Adamw => AdamWConfig::new()
-            .with_epsilon(ADAM_EPSILON)
-            .with_weight_decay(config.weight_decay as f32)
-            .init(),
-    }
+                .init(),
+            OptimizerKind::Adam => {
+                AdamConfig::new().with_epsilon(ADAM_EPSILON).with_weight_decay(weight_decay).init()
+            }
+            OptimizerKind::Adamw => AdamWConfig::new()
+                .with_epsilon(ADAM_EPSILON)
+                .with_weight_decay(config.weight_decay as f32)
+                .init(),
+            // Its weight decay is a term of the loss it minimises (see `learner`).
+            OptimizerKind::Lbfgs => {
+                let lbfgs = LBFGSConfig::new()
+                    .with_max_iter(LBFGS_ITERATIONS)
+                    .with_history_size(LBFGS_HISTORY)
+                    .with_tolerance_grad(LBFGS_GRADIENT_TOLERANCE)
+                    .with_line_search_fn(LineSearchFn::StrongWolfe)
+                    .init();
+                return Optimizer::Lbfgs(Box::new(lbfgs));
+            }
+        };
+    Optimizer::Gradient(optimizer)
 }
 
 /// The configured learning rate at optimizer step `step` (0-based) of `total`.

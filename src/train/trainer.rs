@@ -201,8 +201,8 @@ impl Trainer<'_> {
         let steps_per_epoch = config.steps_in_epoch(train_len);
         let total_steps = (config.schedule.epochs * steps_per_epoch) as u64;
         let images_per_epoch = config.images_per_epoch(train_len);
-        let batch_size = config.optimization.batch_size;
-        let done_images = (state.step_in_epoch * batch_size).min(images_per_epoch);
+        let done_images =
+            (state.step_in_epoch * config.step_images(train_len)).min(images_per_epoch);
         let start = (state.epochs_done * images_per_epoch + done_images) as u64;
         let samples = sample_stream(config, &self.data.train.labels, config.optimization.seed)
             .slice(start, images_per_epoch - done_images);
