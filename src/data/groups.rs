@@ -89,15 +89,16 @@ pub fn groups(images: &[&LabeledImage], pictures: &[u64], taken: &[Option<i64>])
         .collect()
 }
 
-/// The groups of one class in the order they are placed in validation or folds: by the name
-/// of each group's first image, a fixed pseudo-random order (the same whatever the seed,
-/// stable across runs).
+/// The groups of one class in the order they are placed in validation or folds: by the file
+/// name of each group's first image, a fixed pseudo-random order (the same whatever the seed,
+/// and wherever the data lives: its folder is not part of the key).
 fn placement_order(group_of: &[usize], names: &[&Path]) -> Vec<usize> {
     let groups = group_of.iter().copied().max().map_or(0, |g| g + 1);
     let mut order: Vec<(u64, usize)> = (0..groups)
         .map(|g| {
             let first = group_of.iter().position(|&x| x == g).expect("every group has an image");
-            let key = names[first]
+            let name = names[first].file_name().unwrap_or(names[first].as_os_str());
+            let key = name
                 .to_string_lossy()
                 .bytes()
                 .fold(0x5EED_u64, |acc, b| super::loader::mix(acc, b as u64));
@@ -268,6 +269,20 @@ mod tests {
         }
         assert!(sizes.iter().all(|&n| (3..=5).contains(&n)), "uneven folds {sizes:?}");
         assert_eq!(fold_of, folds(&group_of, &refs, 3), "fixed");
+    }
+
+    #[test]
+    fn the_split_and_folds_do_not_depend_on_where_the_data_lives() {
+        let group_of = [0, 0, 1, 2, 2, 3, 4, 5, 6, 6, 7, 8];
+        let names_in = |folder: &str| -> Vec<PathBuf> {
+            (0..12).map(|i| Path::new(folder).join(format!("IMG_{}.jpg", 10 * i))).collect()
+        };
+        let (here, there) =
+            (names_in("../data/Training/cat"), names_in("/srv/photos/Training/cat"));
+        let here: Vec<&Path> = here.iter().map(PathBuf::as_path).collect();
+        let there: Vec<&Path> = there.iter().map(PathBuf::as_path).collect();
+        assert_eq!(held_out(&group_of, &here, 0.3), held_out(&group_of, &there, 0.3));
+        assert_eq!(folds(&group_of, &here, 4), folds(&group_of, &there, 4));
     }
 
     #[test]
