@@ -135,6 +135,32 @@ fn finetune_with_head_warmup_learns_in_a_few_steps() {
 }
 
 #[test]
+fn a_linear_top_is_fitted_by_lbfgs_before_fine_tuning() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("lp-ft");
+    let args = ["--head", "linear", "--head-warmup-epochs", "2", "--epochs", "1"];
+    let history = train(&run, &[&args[..], &["--steps-per-epoch", "2"]].concat());
+    let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(
+        log.contains(
+            "; first the top alone fitted by lbfgs on stored features (2 steps of 20 iterations)"
+        ),
+        "{log}"
+    );
+    let fitted = log
+        .lines()
+        .find(|l| l.contains("head warm-up 2/2 (lbfgs): "))
+        .unwrap_or_else(|| panic!("{log}"));
+    // 40 L-BFGS iterations over every training image's features fit the 10 fruits (with the
+    // fine-tuning default's label smoothing 0.1 the loss cannot fall below 0.50).
+    let accuracy: f64 =
+        fitted.split("acc ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+    assert!(accuracy >= 99.0, "{fitted}");
+    // Two fine-tuning steps from the fitted top keep what it knows.
+    assert!(best_val_accuracy(&history) >= 0.9, "{history}");
+}
+
+#[test]
 fn the_screen_says_what_runs_and_stops_when_it_stops_improving() {
     common::cached_weights();
     let dir = tempfile::tempdir().unwrap();

@@ -54,6 +54,11 @@ pub enum OptimizerKind {
     Lbfgs,
 }
 
+/// The weight decay of a linear top fitted to its optimum by L-BFGS (the frozen default, and
+/// the head warm-up of fine-tuning): without it the optimum of separable features lies at
+/// infinitely confident weights.
+pub const FITTED_TOP_WEIGHT_DECAY: f64 = 1e-3;
+
 /// Learning-rate schedule over the run's optimizer steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -125,7 +125,11 @@ macro_rules! training_settings {
                 momentum: f64 = 0.9,
                 /// Weight decay (L2 for sgd/adam, decoupled for adamw, for lbfgs half the
                 /// squared weights of the top added to the loss it minimises).
-                weight_decay: f64 = if case.converges() { 1e-3 } else { 0.0 },
+                weight_decay: f64 = if case.converges() {
+                    $crate::config::FITTED_TOP_WEIGHT_DECAY
+                } else {
+                    0.0
+                },
                 /// Learning-rate schedule.
                 schedule: $crate::config::Schedule = if case.notebook || case.frozen {
                     $crate::config::Schedule::Constant
@@ -165,7 +169,9 @@ macro_rules! training_settings {
                 // makes full passes cheap.
                 steps_per_epoch: usize [optional "a full pass"] = (case.notebook || !case.frozen)
                     .then_some($crate::config::recipe::NOTEBOOK_STEPS),
-                /// Fine-tuning: epochs training only the new top on cached features first.
+                /// Fine-tuning: epochs training only the new top on stored features first (a
+                /// linear top is fitted by L-BFGS, an epoch being one step of 20 iterations
+                /// over every training image; an MLP top by the run's optimizer).
                 head_warmup_epochs: usize = 0,
             }
 

@@ -3,7 +3,7 @@
 //! when the run cannot mean much.
 
 use crate::config::{Init, Mode, Schedule, TrainConfig};
-use crate::model::TrainFrom;
+use crate::model::{HeadKind, TrainFrom};
 use crate::run::ResumeState;
 use crate::support::spelling;
 
@@ -88,11 +88,24 @@ fn describe_recipe(config: &TrainConfig) -> String {
         ),
         Mode::Frozen => format!("{optimizer}, {schedule}, batch {}, {steps}", o.batch_size),
         Mode::Finetune => format!(
-            "{optimizer}, backbone x{}, {schedule}, batch {}, {steps}, bn {}",
+            "{optimizer}, backbone x{}, {schedule}, batch {}, {steps}, bn {}{}",
             o.backbone_lr_scale,
             o.batch_size,
-            spelling(&config.model.batchnorm)
+            spelling(&config.model.batchnorm),
+            describe_head_warmup(config)
         ),
+    }
+}
+
+/// Fine-tuning's head warm-up, when asked for.
+fn describe_head_warmup(config: &TrainConfig) -> String {
+    match config.schedule.head_warmup_epochs {
+        0 => String::new(),
+        epochs if config.model.head == HeadKind::Linear => format!(
+            "; first the top alone fitted by lbfgs on stored features ({epochs} steps of {} iterations)",
+            super::optim::LBFGS_ITERATIONS
+        ),
+        epochs => format!("; first the top alone on stored features ({epochs} epochs)"),
     }
 }
 

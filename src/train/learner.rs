@@ -11,7 +11,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::optim::{self, Optimizer};
 use super::whole_set::WholeSetLoss;
-use crate::config::TrainConfig;
+use crate::config::{FITTED_TOP_WEIGHT_DECAY, TrainConfig};
 use crate::eval;
 use crate::features::FeatureRows;
 use crate::inference::rows;
@@ -52,7 +52,7 @@ pub struct Learner {
     optimizers: Optimizers,
     loss: CrossEntropyLossConfig,
     /// The weight decay of a step over a whole set, a term of the loss it minimises.
-    weight_decay: f64,
+    whole_set_weight_decay: f64,
     backbone_lr_scale: f64,
     /// The inference device (for a frozen backbone's features).
     device: Device,
@@ -72,7 +72,13 @@ impl Learner {
             },
             loss: CrossEntropyLossConfig::new()
                 .with_smoothing((smoothing > 0.0).then_some(smoothing as f32)),
-            weight_decay: config.optimization.weight_decay,
+            // A run of batched steps fits its top over the whole set only in the head
+            // warm-up, and regularises it there as the frozen default does.
+            whole_set_weight_decay: if config.steps_on_whole_set() {
+                config.optimization.weight_decay
+            } else {
+                FITTED_TOP_WEIGHT_DECAY
+            },
             backbone_lr_scale: config.optimization.backbone_lr_scale,
             device: device.clone(),
             ad: device.clone().autodiff(),
@@ -157,7 +163,7 @@ impl Learner {
             classes,
             self.loss.smoothing.map_or(0.0, f64::from),
             self.loss.weights.as_deref(),
-            self.weight_decay,
+            self.whole_set_weight_decay,
             &self.ad,
         );
         let before = lbfgs.clone();

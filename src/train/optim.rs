@@ -92,18 +92,21 @@ pub fn build(config: &TrainConfig) -> Optimizer {
                 .with_epsilon(ADAM_EPSILON)
                 .with_weight_decay(config.weight_decay as f32)
                 .init(),
-            // Its weight decay is a term of the loss it minimises (see `learner`).
-            OptimizerKind::Lbfgs => {
-                let lbfgs = LBFGSConfig::new()
-                    .with_max_iter(LBFGS_ITERATIONS)
-                    .with_history_size(LBFGS_HISTORY)
-                    .with_tolerance_grad(LBFGS_GRADIENT_TOLERANCE)
-                    .with_line_search_fn(LineSearchFn::StrongWolfe)
-                    .init();
-                return Optimizer::Lbfgs(Box::new(lbfgs));
-            }
+            OptimizerKind::Lbfgs => return lbfgs(),
         };
     Optimizer::Gradient(optimizer)
+}
+
+/// A fresh L-BFGS optimizer for a whole-set fit of the linear top (its weight decay is a term
+/// of the loss it minimises: see `learner`).
+pub fn lbfgs() -> Optimizer {
+    let lbfgs = LBFGSConfig::new()
+        .with_max_iter(LBFGS_ITERATIONS)
+        .with_history_size(LBFGS_HISTORY)
+        .with_tolerance_grad(LBFGS_GRADIENT_TOLERANCE)
+        .with_line_search_fn(LineSearchFn::StrongWolfe)
+        .init();
+    Optimizer::Lbfgs(Box::new(lbfgs))
 }
 
 /// The configured learning rate at optimizer step `step` (0-based) of `total`.

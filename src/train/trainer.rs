@@ -2,6 +2,7 @@
 //! the best model and the resume checkpoint kept up to date, the stopping rules asked, and a
 //! clean stop on Ctrl-C.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -18,6 +19,7 @@ use crate::config::TrainConfig;
 use crate::eval;
 use crate::features::{self, FeatureVariant, head_logits};
 use crate::inference::{self, map_images};
+use crate::model::HeadKind;
 use crate::run::{Checkpoint, PartialEpoch, ResumeState, TrainingRun};
 use crate::support::progress::Progress;
 
@@ -294,43 +296,55 @@ impl Trainer<'_> {
 
     /// Linear probing before fine-tuning: trains the new top alone on stored features (with
     /// an optimizer of its own) so the backbone's first updates follow useful gradients, not a
-    /// random head's.
+    /// random head's. A linear top is fitted to its optimum by L-BFGS over every training
+    /// image, as the frozen default fits it; an MLP top takes the run's optimizer's steps.
     fn warm_up_head(&mut self, state: &mut ResumeState) -> Result<()> {
         let config = self.config;
         let started = Instant::now();
-        let features = features::lookup(
+        let features = Arc::new(features::lookup(
             config,
             FeatureVariant::Plain,
             &self.learner.model.backbone.inference(),
             &self.data.train,
             &self.device,
             "features train",
-        )?;
+        )?);
         state.history.feature_seconds += started.elapsed().as_secs_f64();
         let labels = self.data.train.labels.clone();
         let seed = stream_seed(config.optimization.seed, "head warm-up");
         let stream = sample_stream(config, &labels, seed);
         let epochs = config.schedule.head_warmup_epochs;
         let run = &*self.run;
-        self.learner.with_head_optimizer(optim::build(config), |learner| {
+        let whole_set = config.model.head == HeadKind::Linear;
+        let optimizer = if whole_set { optim::lbfgs() } else { optim::build(config) };
+        self.learner.with_head_optimizer(optimizer, |learner| {
             for epoch in 0..epochs {
                 let started = Instant::now();
-                let samples = stream.slice((epoch * labels.len()) as u64, labels.len());
-                let (mut loss_sum, mut correct) = (0.0, 0usize);
-                for chunk in samples.chunks(config.optimization.batch_size.max(64)) {
-                    let (input, batch_labels) =
-                        gather_features(&features, &labels, chunk, learner.autodiff_device())?;
-                    let step = learner.step(
-                        StepInput::Features(input),
-                        &batch_labels,
-                        config.optimization.lr,
-                    )?;
-                    loss_sum += step.loss * batch_labels.len() as f64;
-                    correct += step.correct;
-                }
+                let (loss_sum, correct) = if whole_set {
+                    let indices = (0..labels.len()).collect();
+                    let input = StepInput::FeatureSet { rows: features.clone(), indices };
+                    let step = learner.step(input, &labels, config.optimization.lr)?;
+                    (step.loss * labels.len() as f64, step.correct)
+                } else {
+                    let samples = stream.slice((epoch * labels.len()) as u64, labels.len());
+                    let (mut loss_sum, mut correct) = (0.0, 0usize);
+                    for chunk in samples.chunks(config.optimization.batch_size.max(64)) {
+                        let (input, batch_labels) =
+                            gather_features(&features, &labels, chunk, learner.autodiff_device())?;
+                        let step = learner.step(
+                            StepInput::Features(input),
+                            &batch_labels,
+                            config.optimization.lr,
+                        )?;
+                        loss_sum += step.loss * batch_labels.len() as f64;
+                        correct += step.correct;
+                    }
+                    (loss_sum, correct)
+                };
                 let line = format!(
-                    "head warm-up {}/{epochs}: loss {:.4} acc {:.2}% ({:.1}s)",
+                    "head warm-up {}/{epochs}{}: loss {:.4} acc {:.2}% ({:.1}s)",
                     epoch + 1,
+                    if whole_set { " (lbfgs)" } else { "" },
                     loss_sum / labels.len() as f64,
                     100.0 * correct as f64 / labels.len() as f64,
                     started.elapsed().as_secs_f64()
