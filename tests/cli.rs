@@ -138,8 +138,19 @@ fn finetune_with_head_warmup_learns_in_a_few_steps() {
 fn a_linear_top_is_fitted_by_lbfgs_before_fine_tuning() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("lp-ft");
-    let args = ["--head", "linear", "--head-warmup-epochs", "2", "--epochs", "1"];
-    let history = train(&run, &[&args[..], &["--steps-per-epoch", "2"]].concat());
+    let history = train(
+        &run,
+        &[
+            "--head",
+            "linear",
+            "--head-warmup-epochs",
+            "2",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+        ],
+    );
     let log = std::fs::read_to_string(run.join("train.log")).unwrap();
     assert!(
         log.contains(

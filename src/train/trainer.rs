@@ -17,7 +17,7 @@ use super::stopping::{self, StoppingRule};
 use super::{Outcome, optim, trust};
 use crate::config::TrainConfig;
 use crate::eval;
-use crate::features::{self, FeatureVariant, head_logits};
+use crate::features::{self, FeatureRows, FeatureVariant, head_logits};
 use crate::inference::{self, map_images};
 use crate::model::HeadKind;
 use crate::run::{Checkpoint, PartialEpoch, ResumeState, TrainingRun};
@@ -311,8 +311,6 @@ impl Trainer<'_> {
         )?);
         state.history.feature_seconds += started.elapsed().as_secs_f64();
         let labels = self.data.train.labels.clone();
-        let seed = stream_seed(config.optimization.seed, "head warm-up");
-        let stream = sample_stream(config, &labels, seed);
         let epochs = config.schedule.head_warmup_epochs;
         let run = &*self.run;
         let whole_set = config.model.head == HeadKind::Linear;
@@ -320,27 +318,7 @@ impl Trainer<'_> {
         self.learner.with_head_optimizer(optimizer, |learner| {
             for epoch in 0..epochs {
                 let started = Instant::now();
-                let (loss_sum, correct) = if whole_set {
-                    let indices = (0..labels.len()).collect();
-                    let input = StepInput::FeatureSet { rows: features.clone(), indices };
-                    let step = learner.step(input, &labels, config.optimization.lr)?;
-                    (step.loss * labels.len() as f64, step.correct)
-                } else {
-                    let samples = stream.slice((epoch * labels.len()) as u64, labels.len());
-                    let (mut loss_sum, mut correct) = (0.0, 0usize);
-                    for chunk in samples.chunks(config.optimization.batch_size.max(64)) {
-                        let (input, batch_labels) =
-                            gather_features(&features, &labels, chunk, learner.autodiff_device())?;
-                        let step = learner.step(
-                            StepInput::Features(input),
-                            &batch_labels,
-                            config.optimization.lr,
-                        )?;
-                        loss_sum += step.loss * batch_labels.len() as f64;
-                        correct += step.correct;
-                    }
-                    (loss_sum, correct)
-                };
+                let (loss_sum, correct) = warm_up_pass(learner, config, &features, &labels, epoch)?;
                 let line = format!(
                     "head warm-up {}/{epochs}{}: loss {:.4} acc {:.2}% ({:.1}s)",
                     epoch + 1,
@@ -378,4 +356,35 @@ impl Trainer<'_> {
         let logits = head_logits(&self.learner.model.head.valid(), &features, &self.device)?;
         Ok((logits, features))
     }
+}
+
+/// One pass of the head warm-up over every training image's stored features: a linear top's
+/// L-BFGS step over all of them at once, or an MLP top's optimizer steps over batches in the
+/// warm-up's own seeded order. Returns the summed loss and the number correct.
+fn warm_up_pass(
+    learner: &mut Learner,
+    config: &TrainConfig,
+    features: &Arc<FeatureRows>,
+    labels: &[usize],
+    epoch: usize,
+) -> Result<(f64, usize)> {
+    let lr = config.optimization.lr;
+    if config.model.head == HeadKind::Linear {
+        let input =
+            StepInput::FeatureSet { rows: features.clone(), indices: (0..labels.len()).collect() };
+        let step = learner.step(input, labels, lr)?;
+        return Ok((step.loss * labels.len() as f64, step.correct));
+    }
+    let seed = stream_seed(config.optimization.seed, "head warm-up");
+    let samples =
+        sample_stream(config, labels, seed).slice((epoch * labels.len()) as u64, labels.len());
+    let (mut loss_sum, mut correct) = (0.0, 0usize);
+    for chunk in samples.chunks(config.optimization.batch_size.max(64)) {
+        let (input, batch_labels) =
+            gather_features(features, labels, chunk, learner.autodiff_device())?;
+        let step = learner.step(StepInput::Features(input), &batch_labels, lr)?;
+        loss_sum += step.loss * batch_labels.len() as f64;
+        correct += step.correct;
+    }
+    Ok((loss_sum, correct))
 }
