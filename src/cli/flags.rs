@@ -2,6 +2,9 @@
 //! [`crate::support::settings`]): each setting's flag, help and `[default: ...]` text (from
 //! the recipes) come from its one declaration.
 
+use std::fmt::Display;
+use std::str::FromStr;
+
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
 use crate::compute::ComputeOverrides;
@@ -56,7 +59,7 @@ macro_rules! flag {
         value_flag(stringify!($name), $doc).value_parser(clap::value_parser!($ty))
     };
     ($name:ident, $ty:ty, $doc:expr, optional $none:literal) => {
-        value_flag(stringify!($name), $doc).value_parser(clap::value_parser!($ty))
+        value_flag(stringify!($name), $doc).value_parser(optional_value::<$ty>($none))
     };
     ($name:ident, $ty:ty, $doc:expr, switch) => {
         switch_flag(stringify!($name), dashed(stringify!($name)), $doc)
@@ -68,8 +71,11 @@ macro_rules! flag {
 
 /// What the flag of a setting of a kind gives its override.
 macro_rules! flag_value {
-    ($matches:ident, $name:ident, $ty:ty $(, optional $none:literal)?) => {
+    ($matches:ident, $name:ident, $ty:ty) => {
         $matches.get_one::<$ty>(stringify!($name)).cloned()
+    };
+    ($matches:ident, $name:ident, $ty:ty, optional $none:literal) => {
+        $matches.get_one::<Option<$ty>>(stringify!($name)).cloned()
     };
     ($matches:ident, $name:ident, $ty:ty, switch) => {
         $matches.get_flag(stringify!($name)).then_some(true)
@@ -101,6 +107,23 @@ fn value_flag(name: &'static str, doc: &[&str]) -> Arg {
         paragraph(doc),
         crate::config::recipe::describe_default(name)
     ))
+}
+
+/// The value of an optional setting's flag: `none` (the text that says what none means, such
+/// as `off`) sets it to none, anything else is parsed as a value.
+fn optional_value<T>(
+    none: &'static str,
+) -> impl Fn(&str) -> Result<Option<T>, String> + Clone + Send + Sync + 'static
+where
+    T: FromStr + Clone + Send + Sync + 'static,
+    T::Err: Display,
+{
+    move |text| {
+        if text == none {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|error: T::Err| error.to_string())
+    }
 }
 
 /// `--flag`, which sets the setting `name`.
@@ -176,13 +199,29 @@ mod tests {
             "3",
         ]);
         assert_eq!(o.optimization.lr, Some(0.5));
-        assert_eq!(o.images.val_split, Some(crate::data::ValSplit::Tail(0.3)));
-        assert_eq!(o.schedule.steps_per_epoch, Some(7));
+        assert_eq!(o.images.val_split, Some(Some(crate::data::ValSplit::Tail(0.3))));
+        assert_eq!(o.schedule.steps_per_epoch, Some(Some(7)));
         assert_eq!((o.images.feature_cache, o.stopping.keep_resume), (Some(false), Some(true)));
         assert_eq!(o.optimization.optimizer, Some(crate::config::OptimizerKind::Sgd));
-        assert_eq!(o.compute.threads, Some(3));
+        assert_eq!(o.compute.threads, Some(Some(3)));
         let none = parse(&[]);
         assert_eq!((none.optimization.lr, none.images.feature_cache), (None, None));
         assert_eq!(none.stopping.keep_resume, None);
+    }
+
+    #[test]
+    fn off_switches_off_what_the_recipe_switched_on() {
+        use crate::config::{Init, Mode, Recipe, resolve};
+        let frozen = |args: &[&str]| {
+            resolve(Recipe::Default, Mode::Frozen, Init::Imagenet, "data".into(), parse(args))
+        };
+        assert_eq!(frozen(&[]).stopping.patience, Some(3));
+        assert_eq!(frozen(&["--patience", "off"]).stopping.patience, None);
+        assert_eq!(frozen(&["--patience", "5"]).stopping.patience, Some(5));
+        assert_eq!(frozen(&["--folds", "off"]).images.folds, None);
+        use clap::Parser;
+        let error = Parsed::try_parse_from(["fruitlab", "--patience", "of"]).err().unwrap();
+        let error = error.to_string();
+        assert!(error.contains("'of'") && error.contains("--patience"), "{error}");
     }
 }

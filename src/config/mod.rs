@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::compute::{Compute, ComputeOverrides};
-use crate::model::BatchNormMode;
+use crate::model::{BatchNormMode, HeadKind};
 
 pub use recipe::{Recipe, resolve};
 
@@ -193,6 +193,13 @@ impl TrainConfig {
     /// Whether the backbone's weights change during the run.
     pub fn trains_backbone(&self) -> bool {
         self.mode == Mode::Finetune
+    }
+
+    /// Whether the head warm-up (`--head-warmup-epochs`) fits the top by L-BFGS over every
+    /// training image at once (a linear top: a convex problem), rather than by the run's
+    /// optimizer over batches (an MLP top).
+    pub fn warms_up_by_lbfgs(&self) -> bool {
+        self.model.head == HeadKind::Linear
     }
 
     /// Whether the new top trains on the frozen backbone's stored features (computed once and

@@ -217,7 +217,7 @@ mod tests {
         let mut overrides = Overrides::default();
         overrides.optimization.lr = Some(0.5);
         overrides.schedule.epochs = Some(7);
-        overrides.stopping.patience = Some(9);
+        overrides.stopping.patience = Some(Some(9));
         let c = resolve(Recipe::Default, Mode::Frozen, Init::Imagenet, "d".into(), overrides);
         assert_eq!((c.optimization.lr, c.schedule.epochs, c.optimization.batch_size), (0.5, 7, 64));
         assert_eq!(c.stopping.patience, Some(9));

@@ -118,7 +118,7 @@ mod tests {
 
     /// The configuration with an input size, as chosen from small images.
     fn sized(recipe: Recipe, mode: Mode, init: Init, mut overrides: Overrides) -> TrainConfig {
-        overrides.images.image_size.get_or_insert(100);
+        overrides.images.image_size.get_or_insert(Some(100));
         resolve(recipe, mode, init, "d".into(), overrides)
     }
 
@@ -147,16 +147,16 @@ mod tests {
             (|o| o.optimization.lr = Some(f64::NAN), "--lr"),
             (|o| o.optimization.lr = Some(-1.0), "--lr"),
             (|o| o.optimization.momentum = Some(1.5), "--momentum"),
-            (|o| o.images.image_size = Some(8), "--image-size"),
-            (|o| o.stopping.stop_at_accuracy = Some(0.0), "--stop-at-accuracy"),
+            (|o| o.images.image_size = Some(Some(8)), "--image-size"),
+            (|o| o.stopping.stop_at_accuracy = Some(Some(0.0)), "--stop-at-accuracy"),
             (
                 |o| {
-                    o.schedule.steps_per_epoch = Some(usize::MAX);
+                    o.schedule.steps_per_epoch = Some(Some(usize::MAX));
                     o.schedule.epochs = Some(usize::MAX);
                 },
                 "--steps-per-epoch",
             ),
-            (|o| o.images.augment = Some("zoom=1.5".parse().unwrap()), "--augment"),
+            (|o| o.images.augment = Some(Some("zoom=1.5".parse().unwrap())), "--augment"),
         ];
         let unchosen = resolve(
             Recipe::Default,

@@ -17,6 +17,9 @@
 //!     name: bool [switch "no-name"] = expression, // `--no-name` clears it
 //! }
 //! ```
+//!
+//! An optional setting's flag takes a value or the text that says what none means, which sets
+//! it to none: `--patience off` switches off what a recipe switched on.
 
 use std::path::PathBuf;
 
@@ -97,14 +100,14 @@ macro_rules! settings_sections {
             /// The settings of the section given explicitly (by flags); `None` keeps the value.
             #[derive(Clone, Debug, Default)]
             pub struct $Overrides {
-                $( pub $name: Option<$ty>, )*
+                $( pub $name: Option<$crate::setting_type!($ty $(, $($kind)*)?)>, )*
             }
 
             impl $Overrides {
                 /// `section` with every given setting replaced.
                 pub fn apply(self, section: &mut $Section) {
                     $( if let Some(value) = self.$name {
-                        section.$name = $crate::setting_value!(value $(, $($kind)*)?);
+                        section.$name = value;
                     } )*
                 }
             }
@@ -119,21 +122,6 @@ macro_rules! setting_type {
     ($ty:ty) => { $ty };
     ($ty:ty, optional $none:literal) => { ::std::option::Option<$ty> };
     ($ty:ty, switch $($flag:literal)?) => { $ty };
-}
-
-/// The field value of a setting given the value a flag holds.
-#[doc(hidden)]
-#[macro_export]
-macro_rules! setting_value {
-    ($value:ident) => {
-        $value
-    };
-    ($value:ident, optional $none:literal) => {
-        ::std::option::Option::Some($value)
-    };
-    ($value:ident, switch $($flag:literal)?) => {
-        $value
-    };
 }
 
 /// A setting's field as help texts show it.

@@ -3,7 +3,7 @@
 //! when the run cannot mean much.
 
 use crate::config::{Init, Mode, Schedule, TrainConfig};
-use crate::model::{HeadKind, TrainFrom};
+use crate::model::TrainFrom;
 use crate::run::ResumeState;
 use crate::support::spelling;
 
@@ -101,7 +101,7 @@ fn describe_recipe(config: &TrainConfig) -> String {
 fn describe_head_warmup(config: &TrainConfig) -> String {
     match config.schedule.head_warmup_epochs {
         0 => String::new(),
-        epochs if config.model.head == HeadKind::Linear => format!(
+        epochs if config.warms_up_by_lbfgs() => format!(
             "; first the top alone fitted by lbfgs on stored features ({epochs} steps of {} iterations)",
             super::optim::LBFGS_ITERATIONS
         ),

@@ -19,7 +19,6 @@ use crate::config::TrainConfig;
 use crate::eval;
 use crate::features::{self, FeatureRows, FeatureVariant, head_logits};
 use crate::inference::{self, map_images};
-use crate::model::HeadKind;
 use crate::run::{Checkpoint, PartialEpoch, ResumeState, TrainingRun};
 use crate::support::progress::Progress;
 
@@ -313,8 +312,8 @@ impl Trainer<'_> {
         let labels = self.data.train.labels.clone();
         let epochs = config.schedule.head_warmup_epochs;
         let run = &*self.run;
-        let whole_set = config.model.head == HeadKind::Linear;
-        let optimizer = if whole_set { optim::lbfgs() } else { optim::build(config) };
+        let lbfgs = config.warms_up_by_lbfgs();
+        let optimizer = if lbfgs { optim::lbfgs() } else { optim::build(config) };
         self.learner.with_head_optimizer(optimizer, |learner| {
             for epoch in 0..epochs {
                 let started = Instant::now();
@@ -322,7 +321,7 @@ impl Trainer<'_> {
                 let line = format!(
                     "head warm-up {}/{epochs}{}: loss {:.4} acc {:.2}% ({:.1}s)",
                     epoch + 1,
-                    if whole_set { " (lbfgs)" } else { "" },
+                    if lbfgs { " (lbfgs)" } else { "" },
                     loss_sum / labels.len() as f64,
                     100.0 * correct as f64 / labels.len() as f64,
                     started.elapsed().as_secs_f64()
@@ -369,7 +368,7 @@ fn warm_up_pass(
     epoch: usize,
 ) -> Result<(f64, usize)> {
     let lr = config.optimization.lr;
-    if config.model.head == HeadKind::Linear {
+    if config.warms_up_by_lbfgs() {
         let input =
             StepInput::FeatureSet { rows: features.clone(), indices: (0..labels.len()).collect() };
         let step = learner.step(input, labels, lr)?;
