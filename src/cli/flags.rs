@@ -110,7 +110,8 @@ fn value_flag(name: &'static str, doc: &[&str]) -> Arg {
 }
 
 /// The value of an optional setting's flag: `none` (the text that says what none means, such
-/// as `off`) sets it to none, anything else is parsed as a value.
+/// as `off`) sets it to none, an empty text is refused (a path would otherwise be read as
+/// the empty path), anything else is parsed as a value.
 fn optional_value<T>(
     none: &'static str,
 ) -> impl Fn(&str) -> Result<Option<T>, String> + Clone + Send + Sync + 'static
@@ -121,6 +122,9 @@ where
     move |text| {
         if text == none {
             return Ok(None);
+        }
+        if text.is_empty() {
+            return Err("it needs a value".to_string());
         }
         text.parse().map(Some).map_err(|error: T::Err| error.to_string())
     }
@@ -223,5 +227,8 @@ mod tests {
         let error = Parsed::try_parse_from(["fruitlab", "--patience", "of"]).err().unwrap();
         let error = error.to_string();
         assert!(error.contains("'of'") && error.contains("--patience"), "{error}");
+        let error = Parsed::try_parse_from(["fruitlab", "--weights", ""]).err().unwrap();
+        let error = error.to_string();
+        assert!(error.contains("--weights") && error.contains("needs a value"), "{error}");
     }
 }
