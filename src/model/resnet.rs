@@ -370,9 +370,15 @@ impl ResNet50 {
         self.valid().fold_batchnorm()
     }
 
+    /// The stem's output (convolution and max pool), `[batch, h/4, w/4, 64]`: the first
+    /// residual stage's input.
+    pub fn stem_map(&self, images: Tensor<4>) -> Tensor<4> {
+        fused::max_pool(self.stem.forward(images, None, true), STEM_POOL)
+    }
+
     /// The last residual stage's feature map, `[batch, h/32, w/32, 2048]`, of NHWC images.
     pub fn feature_map(&self, images: Tensor<4>) -> Tensor<4> {
-        let x = fused::max_pool(self.stem.forward(images, None, true), STEM_POOL);
+        let x = self.stem_map(images);
         self.stages.iter().flat_map(|stage| &stage.blocks).fold(x, |x, block| block.forward(x))
     }
 
