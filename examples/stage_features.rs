@@ -6,7 +6,7 @@
 //!     cargo run --release --example stage_features -- FOLDER OUT_PREFIX [SIZE]
 //!
 //! `OUT_PREFIX.f32`: one row of little-endian f32 per image, the blocks in the order of
-//! [`BLOCKS`]; `OUT_PREFIX.labels`: the class index and path of each row.
+//! [`WIDTHS`]; `OUT_PREFIX.labels`: the class index and path of each row.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -16,16 +16,11 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Tensor;
 use fruitlab::model::resnet::global_average_pool;
 use fruitlab::model::{Layout, ResNet50};
-use fruitlab::preprocess::{InputSpec, Normalization, batch_tensor};
+use fruitlab::preprocess::{InputSpec, batch_tensor};
 
-/// The blocks of a row: name and width.
-const BLOCKS: [(&str, usize); 5] = [
-    ("stage3 average", 512),
-    ("stage4 average", 1024),
-    ("stage5 average", 2048),
-    ("stage5 maximum", 2048),
-    ("stage5 average, mirrored", 2048),
-];
+/// The widths of a row's blocks: the average of stages 3, 4 and 5, the maximum of stage 5,
+/// the average of stage 5 on the mirrored image.
+const WIDTHS: [usize; 5] = [512, 1024, 2048, 2048, 2048];
 const BATCH: usize = 16;
 
 fn main() -> Result<()> {
@@ -37,8 +32,8 @@ fn main() -> Result<()> {
     let device = fruitlab::compute::Compute::default().setup()?;
     let backbone = ResNet50::new(Layout::Keras, &device);
     let backbone = fruitlab::weights::imagenet_backbone(backbone, None, &device)?.inference();
-    // The frozen photo default's input: the centre 0.875 of the shorter side.
-    let spec = InputSpec::trained(size, 0.875, Normalization::Caffe);
+    // The frozen photo default's input: ImageNet's centre crop of the shorter side.
+    let spec = InputSpec { size, ..InputSpec::IMAGENET };
     let images = labelled_images(Path::new(folder))?;
     let mut rows = BufWriter::new(File::create(format!("{out}.f32"))?);
     let mut labels = BufWriter::new(File::create(format!("{out}.labels"))?);
@@ -47,12 +42,12 @@ fn main() -> Result<()> {
         let mirrored: Vec<_> = loaded.iter().map(image::imageops::flip_horizontal).collect();
         let input = |images: &[image::RgbImage]| {
             let raw: Vec<&[u8]> = images.iter().map(|image| image.as_raw().as_slice()).collect();
-            batch_tensor(&raw, size, Normalization::Caffe, &device)
+            batch_tensor(&raw, size, spec.normalization, &device)
         };
         let mut blocks = stage_blocks(&backbone, input(&loaded));
         blocks.push(values(global_average_pool(backbone.feature_map(input(&mirrored)))));
         for (i, (path, class)) in chunk.iter().enumerate() {
-            for (block, (_, width)) in blocks.iter().zip(BLOCKS) {
+            for (block, width) in blocks.iter().zip(WIDTHS) {
                 for value in &block[i * width..(i + 1) * width] {
                     rows.write_all(&value.to_le_bytes())?;
                 }
@@ -80,7 +75,7 @@ fn labelled_images(folder: &Path) -> Result<Vec<(PathBuf, usize)>> {
     Ok(images)
 }
 
-/// The first four blocks of [`BLOCKS`] for a batch, each `[batch * width]`.
+/// The first four blocks of a row (see [`WIDTHS`]) for a batch, each `[batch * width]`.
 fn stage_blocks(backbone: &ResNet50, input: Tensor<4>) -> Vec<Vec<f32>> {
     let mut x = backbone.stem_map(input);
     let mut blocks = Vec::new();
