@@ -27,9 +27,11 @@ STRENGTHS = [0.01, 0.03, 0.1, 0.3]
 
 
 def load(prefix):
+    """The rows and labels, ordered by path (the cross-validation folds depend on the order)."""
     rows = np.fromfile(prefix + ".f32", dtype="<f4").reshape(-1, OFFSETS[-1])
-    labels = np.array([int(line.split("\t")[0]) for line in open(prefix + ".labels")])
-    return rows, labels
+    lines = [line.rstrip("\n").split("\t") for line in open(prefix + ".labels")]
+    order = sorted(range(len(lines)), key=lambda i: lines[i][1])
+    return rows[order], np.array([int(lines[i][0]) for i in order])
 
 
 def blocks(rows, *which):

@@ -5,15 +5,16 @@
 //!
 //!     cargo run --release --example stage_features -- FOLDER OUT_PREFIX [SIZE]
 //!
-//! `OUT_PREFIX.f32`: one row of little-endian f32 per image, the blocks in the order of
+//! `OUT_PREFIX.f32`: one row of little-endian f32 per image (in fruitlab's reading order), the blocks in the order of
 //! [`WIDTHS`]; `OUT_PREFIX.labels`: the class index and path of each row.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Tensor;
+use fruitlab::data::ImageFolder;
 use fruitlab::model::resnet::global_average_pool;
 use fruitlab::model::{Layout, ResNet50};
 use fruitlab::preprocess::{InputSpec, batch_tensor};
@@ -34,11 +35,12 @@ fn main() -> Result<()> {
     let backbone = fruitlab::weights::imagenet_backbone(backbone, None, &device)?.inference();
     // The frozen photo default's input: ImageNet's centre crop of the shorter side.
     let spec = InputSpec { size, ..InputSpec::IMAGENET };
-    let images = labelled_images(Path::new(folder))?;
+    let images = ImageFolder::scan(Path::new(folder))?.images;
     let mut rows = BufWriter::new(File::create(format!("{out}.f32"))?);
     let mut labels = BufWriter::new(File::create(format!("{out}.labels"))?);
     for chunk in images.chunks(BATCH) {
-        let loaded = chunk.iter().map(|(path, _)| spec.load(path)).collect::<Result<Vec<_>>>()?;
+        let loaded =
+            chunk.iter().map(|image| spec.load(&image.path)).collect::<Result<Vec<_>>>()?;
         let mirrored: Vec<_> = loaded.iter().map(image::imageops::flip_horizontal).collect();
         let input = |images: &[image::RgbImage]| {
             let raw: Vec<&[u8]> = images.iter().map(|image| image.as_raw().as_slice()).collect();
@@ -46,33 +48,16 @@ fn main() -> Result<()> {
         };
         let mut blocks = stage_blocks(&backbone, input(&loaded));
         blocks.push(values(global_average_pool(backbone.feature_map(input(&mirrored)))));
-        for (i, (path, class)) in chunk.iter().enumerate() {
+        for (i, image) in chunk.iter().enumerate() {
             for (block, width) in blocks.iter().zip(WIDTHS) {
                 for value in &block[i * width..(i + 1) * width] {
                     rows.write_all(&value.to_le_bytes())?;
                 }
             }
-            writeln!(labels, "{class}\t{}", path.display())?;
+            writeln!(labels, "{}\t{}", image.label, image.path.display())?;
         }
     }
     Ok(())
-}
-
-/// Every image of `folder`'s class folders (sorted by name) with its class index.
-fn labelled_images(folder: &Path) -> Result<Vec<(PathBuf, usize)>> {
-    let sorted = |dir: &Path| -> Result<Vec<PathBuf>> {
-        let entries =
-            std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
-        let mut paths = entries.map(|e| e.map(|e| e.path())).collect::<Result<Vec<_>, _>>()?;
-        paths.sort();
-        Ok(paths)
-    };
-    let classes = sorted(folder)?.into_iter().filter(|path| path.is_dir());
-    let mut images = Vec::new();
-    for (class, dir) in classes.enumerate() {
-        images.extend(sorted(&dir)?.into_iter().map(|path| (path, class)));
-    }
-    Ok(images)
 }
 
 /// The first four blocks of a row (see [`WIDTHS`]) for a batch, each `[batch * width]`.
