@@ -8,8 +8,8 @@ grey level, which is not the exporter's doing). Optionally, ONNX Runtime's throu
     .venv-onnx/bin/python bench/onnx_runtime_check.py [--fruitlab target/release/fruitlab]
         [--data ../shared/datasets/fruits-360-mini] [--run RUN] [--bench] [--threads 2]
 
-Without --run it trains a small frozen run on the mini set first. Exits non-zero on any
-mismatch.
+Without --run it trains a small frozen run on the mini set first. Also exports the ImageNet
+model and checks what its metadata says (1000 classes, 224 px). Exits non-zero on any mismatch.
 """
 import argparse
 import json
@@ -86,8 +86,22 @@ def main():
               f"largest probability difference {worst:.2e} (tolerance {TOLERANCE})")
         if mismatches or worst > TOLERANCE:
             sys.exit(f"ONNX Runtime disagrees with fruitlab: {mismatches}")
+        check_imagenet_export(args.fruitlab, tmp)
         if args.bench:
             bench(session, size)
+
+
+def check_imagenet_export(fruitlab, tmp):
+    """The ImageNet model's export tells a deployer its classes and its input size."""
+    path = os.path.join(tmp, "imagenet.onnx")
+    run([fruitlab, "export", "--weights", "imagenet", "--out", path])
+    meta = ort.InferenceSession(path, providers=["CPUExecutionProvider"]) \
+        .get_modelmeta().custom_metadata_map
+    classes = json.loads(meta["classes"])
+    if len(classes) != 1000 or classes[249] != "malamute" or meta["image_size"] != "224":
+        sys.exit(f"the ImageNet export's metadata is wrong: {len(classes)} classes, "
+                 f"class 249 {classes[249]!r}, image_size {meta['image_size']!r}")
+    print("ImageNet export: 1000 classes, 224 px")
 
 
 def load(path, size):

@@ -299,3 +299,89 @@ fn value_info(name: &str, elem_type: i32, dims: &[Option<i64>], doc: &str) -> Va
         doc_string: Some(doc.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::model::{HeadKind, Layout};
+    use crate::preprocess::InputSpec;
+
+    /// A randomly initialised classifier over three classes at 64 px.
+    fn predictor() -> Predictor {
+        let device = burn::tensor::Device::flex();
+        let model = Classifier::new(Layout::Keras, HeadKind::Mlp, 3, &device).inference();
+        Predictor {
+            model,
+            classes: ["apple", "banana", "cherry"].map(String::from).to_vec(),
+            input: InputSpec { size: 64, crop: 1.0, normalization: Normalization::Caffe },
+            device,
+            identity: "sha256:test".into(),
+            trust: None,
+            reject: true,
+            note: None,
+        }
+    }
+
+    fn dims(value: &ValueInfoProto) -> (i32, Vec<Option<i64>>) {
+        let Some(TypeValue::TensorType(tensor)) = value.r#type.as_ref().unwrap().value.as_ref()
+        else {
+            panic!("{:?} is not a tensor", value.name)
+        };
+        let dims = tensor.shape.as_ref().unwrap().dim.iter().map(|d| match &d.value {
+            Some(DimensionValue::Value(size)) => Some(*size),
+            _ => None,
+        });
+        (tensor.elem_type.unwrap(), dims.collect())
+    }
+
+    /// What a runtime reads first: the producer, the opset, the input and output with a dynamic
+    /// batch, and the metadata a deployer needs (classes, size, provenance). (The numbers the
+    /// graph computes are checked against `fruitlab predict` in ONNX Runtime:
+    /// `bench/onnx_runtime_check.py`, run by CI.)
+    #[test]
+    fn the_model_says_what_it_expects_and_which_classes_it_knows() {
+        let provenance = BTreeMap::from([("run".to_string(), "runs/test".to_string())]);
+        let bytes = to_onnx(&predictor(), provenance).unwrap();
+        let model = ModelProto::decode(bytes.as_slice()).unwrap();
+        assert_eq!(model.producer_name.as_deref(), Some("fruitlab"));
+        assert_eq!(model.opset_import[0].version, Some(OPSET));
+        let graph = model.graph.as_ref().unwrap();
+        assert_eq!(graph.input[0].name.as_deref(), Some(INPUT));
+        assert_eq!(dims(&graph.input[0]), (UINT8, vec![None, Some(64), Some(64), Some(3)]));
+        assert_eq!(graph.output[0].name.as_deref(), Some(OUTPUT));
+        assert_eq!(dims(&graph.output[0]), (FLOAT, vec![None, Some(3)]));
+        let metadata: BTreeMap<_, _> = model
+            .metadata_props
+            .iter()
+            .map(|entry| (entry.key.clone().unwrap(), entry.value.clone().unwrap()))
+            .collect();
+        assert_eq!(metadata["classes"], r#"["apple","banana","cherry"]"#);
+        assert_eq!(metadata["image_size"], "64");
+        assert_eq!(metadata["run"], "runs/test");
+        assert_eq!(metadata["temperature"], "1");
+    }
+
+    /// Every value a node reads is the graph's input, a weight, or an earlier node's output
+    /// (ONNX requires the nodes in that order), and the last node writes the output.
+    #[test]
+    fn every_node_reads_values_defined_before_it() {
+        let bytes = to_onnx(&predictor(), BTreeMap::new()).unwrap();
+        let graph = ModelProto::decode(bytes.as_slice()).unwrap().graph.unwrap();
+        let mut defined: HashSet<String> =
+            graph.initializer.iter().map(|t| t.name.clone().unwrap()).collect();
+        defined.insert(INPUT.into());
+        for node in &graph.node {
+            for input in node.input.iter().filter(|name| !name.is_empty()) {
+                assert!(defined.contains(input), "{:?} reads {input} before it exists", node.name);
+            }
+            for output in &node.output {
+                assert!(defined.insert(output.clone()), "{output} is written twice");
+            }
+        }
+        assert_eq!(graph.node.last().unwrap().output, [OUTPUT]);
+        let convolutions = graph.node.iter().filter(|n| n.op_type.as_deref() == Some("Conv"));
+        assert_eq!(convolutions.count(), 53, "ResNet-50 has 53 convolutions");
+    }
+}
