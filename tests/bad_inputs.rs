@@ -66,6 +66,7 @@ fn build_matrix() -> Matrix {
         &encode(DynamicImage::ImageRgb16(decoded.to_rgb16()), ImageFormat::Png),
     );
     write("cmyk.jpg", &cmyk_jpeg());
+    write("lossless.webp", &encode(decoded.clone(), ImageFormat::WebP));
     write(
         "not-square-37x51.jpg",
         &encode(
@@ -102,6 +103,9 @@ fn build_matrix() -> Matrix {
     write("garbage-data.jpg", &garbage);
     write("zero-bytes.jpg", b"");
     write("text.jpg", b"this is not an image\n");
+    // Formats that are not read: taken as images, so that each is named with its fix.
+    write("iphone.HEIC", b"\0\0\0\x18ftypheic\0\0\0\0mif1heic");
+    write("animation.gif", b"GIF89a\x01\0\x01\0\0\0\0;");
     std::os::unix::fs::symlink(apple.join("missing.jpg"), apple.join("dangling.jpg")).unwrap();
     // Not an image by extension: ignored, and said so.
     write("notes.txt", b"picked on Tuesday");
@@ -114,6 +118,7 @@ fn build_matrix() -> Matrix {
             "grayscale.png",
             "sixteen-bit.png",
             "cmyk.jpg",
+            "lossless.webp",
             "not-square-37x51.jpg",
             "huge-10000x10000.png",
             "symlinked.jpg",
@@ -122,6 +127,8 @@ fn build_matrix() -> Matrix {
             "truncated.jpg",
             "zero-bytes.jpg",
             "text.jpg",
+            "iphone.HEIC",
+            "animation.gif",
             "dangling.jpg",
             "zeroed-data.jpg",
             "garbage-data.jpg",
@@ -191,6 +198,19 @@ fn inspect_lists_every_problem_and_train_refuses_or_skips_bad_images() {
         assert!(stderr.contains(name), "{name} not named in: {stderr}");
     }
     assert!(stderr.contains("--skip-bad-images"), "{stderr}");
+    assert!(stderr.contains("HEIC images are not read"), "{stderr}");
+    assert!(!runs.path().join("refused").exists(), "a refused run leaves no folder");
+    // The same from `compare`, which makes both runs' folders (and its --out) before training.
+    let compare = runs.path().join("compared");
+    let stderr = stderr_of(
+        common::fruitlab()
+            .args(["compare", "--mode", "frozen", "--epochs", "1", "--data"])
+            .arg(matrix.root.path())
+            .arg("--out")
+            .arg(&compare),
+    );
+    assert!(stderr.contains("truncated.jpg"), "{stderr}");
+    assert!(!compare.exists(), "a refused compare leaves no folder");
 
     // ... or, when asked, leaves them out and says so in the log and the configuration.
     let run = runs.path().join("skipped");
@@ -237,6 +257,16 @@ fn dataset_structure_errors_are_clear() {
         stderr.contains("differ") && stderr.contains("Kiwi") && stderr.contains("Lemon"),
         "{stderr}"
     );
+
+    // Not one image whose size can be read: said, naming a file, not chosen from "0 px".
+    let unreadable = data.path().join("unreadable");
+    for class in ["Fig", "Plum"] {
+        std::fs::create_dir_all(unreadable.join("Training").join(class)).unwrap();
+        std::fs::write(unreadable.join("Training").join(class).join("x.jpg"), b"").unwrap();
+    }
+    let stderr = stderr_of(&mut train_command(&unreadable, &runs.path().join("u")));
+    assert!(stderr.contains("could be read") && stderr.contains("x.jpg"), "{stderr}");
+    assert!(!stderr.contains("0 px"), "{stderr}");
 
     // An empty class folder.
     std::fs::remove_dir_all(data.path().join("Test")).unwrap();

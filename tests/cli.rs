@@ -110,6 +110,23 @@ fn frozen_train_evaluate_predict() {
     let predictions: Value = serde_json::from_slice(&output).unwrap();
     assert_eq!(predictions[0]["top"][0]["class"], "Banana", "{predictions}");
     assert_eq!(predictions[0]["top"].as_array().unwrap().len(), 3);
+
+    // A folder is walked, as with --jsonl.
+    let folder = common::mini_dataset().join("Test/Banana");
+    let output = common::fruitlab()
+        .args(["predict", "--json", "--top-k", "1", "--run"])
+        .arg(&run)
+        .arg(&folder)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let predictions: Value = serde_json::from_slice(&output).unwrap();
+    let files = std::fs::read_dir(&folder).unwrap().count();
+    assert_eq!(predictions.as_array().unwrap().len(), files, "{predictions}");
+    let bananas = predictions.as_array().unwrap().iter();
+    assert!(bananas.filter(|p| p["top"][0]["class"] == "Banana").count() * 10 >= files * 9);
 }
 
 #[test]

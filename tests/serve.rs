@@ -159,7 +159,7 @@ fn bad_requests_get_json_errors_and_the_server_stays_up() {
         bytes
     };
     let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
-        ("not an image", "image/jpeg", b"hello, world".to_vec(), 400, "not a JPEG or PNG"),
+        ("not an image", "image/jpeg", b"hello, world".to_vec(), 400, "not a JPEG, PNG or WebP"),
         ("truncated", "image/jpeg", dog[..dog.len() / 2].to_vec(), 400, "truncated"),
         ("empty", "image/jpeg", Vec::new(), 400, "empty"),
         ("wrong content type", "text/plain", dog.clone(), 415, "Content-Type"),

@@ -18,7 +18,7 @@ pub struct CamArgs {
     /// Trained run folder.
     #[arg(long)]
     run: PathBuf,
-    /// Images (JPEG or PNG).
+    /// Images (JPEG, PNG or WebP).
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// Output folder for the maps, one PNG per image (FOLDER-NAME-cam.png: image files of

@@ -11,7 +11,7 @@ use super::report::print_summary;
 use super::train::TrainFlags;
 use crate::config::Init;
 use crate::report::build;
-use crate::run::RunDir;
+use crate::run::{RunDir, Start, TrainingRun};
 use crate::support::interrupt::{self, EXIT_INTERRUPTED};
 use crate::train;
 
@@ -34,7 +34,7 @@ pub fn execute(args: CompareArgs) -> Result<ExitCode> {
     interrupt::install();
     RunDir::refuse_inside_run(&args.out, "--out")?;
     let device = args.flags.settings.compute.clone().into_compute().setup()?;
-    let runs = match &args.data {
+    let (runs, made_out) = match &args.data {
         Some(data) => {
             // Both configurations are checked before either run starts.
             let configs =
@@ -54,23 +54,29 @@ pub fn execute(args: CompareArgs) -> Result<ExitCode> {
             for (config, _) in &configs {
                 config.validate()?;
             }
-            configs
-                .into_iter()
-                .map(|(config, dir)| RunDir::start_or_continue(&dir, config))
-                .collect::<Result<Vec<_>>>()?
+            let made_out = !args.out.exists();
+            let mut runs = Vec::new();
+            for (config, dir) in configs {
+                match RunDir::start_or_continue(&dir, config) {
+                    Ok(run) => runs.push(run),
+                    Err(error) => return Err(abandon(runs, made_out.then_some(&args.out), error)),
+                }
+            }
+            (runs, made_out)
         }
-        None => args.runs.iter().map(|dir| RunDir::resume(dir)).collect::<Result<Vec<_>>>()?,
+        None => {
+            let runs = args.runs.iter().map(|dir| RunDir::resume(dir));
+            (runs.collect::<Result<Vec<_>>>()?, false)
+        }
     };
     let mut dirs = Vec::new();
-    for (mut run, start) in runs {
+    let mut runs = runs.into_iter();
+    while let Some((run, start)) = runs.next() {
         let dir = run.dir().path().to_path_buf();
         eprintln!("== {} ==", dir.display());
-        let outcome = match train::train(&mut run, start, &device) {
+        let outcome = match train::train(run, start, &device) {
             Ok(outcome) => outcome,
-            Err(error) => {
-                run.remove_if_untrained();
-                return Err(error);
-            }
+            Err(error) => return Err(abandon(runs, made_out.then_some(&args.out), error)),
         };
         if outcome.interrupted {
             eprintln!("stopped; run the same command again to continue");
@@ -79,6 +85,21 @@ pub fn execute(args: CompareArgs) -> Result<ExitCode> {
         dirs.push(dir);
     }
     report(&dirs, &args.out, &device)
+}
+
+/// After `error`: the runs not yet trained leave nothing behind when this command made them
+/// (a failed run has already cleaned up after itself), nor does the `--out` folder it made.
+fn abandon(
+    runs: impl IntoIterator<Item = (TrainingRun, Start)>,
+    made_out: Option<&Path>,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    runs.into_iter().for_each(|(run, _)| run.remove_if_untrained());
+    if let Some(out) = made_out {
+        // Only an empty folder is removed: a run trained before the failure stays.
+        let _ = std::fs::remove_dir(out);
+    }
+    error
 }
 
 fn report(runs: &[PathBuf], out: &Path, device: &Device) -> Result<ExitCode> {

@@ -8,13 +8,13 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::{ComputeArgs, ModelArgs};
-use crate::inference::stream::{self, Shard};
+use crate::inference::stream::{self, Entry, Shard};
 use crate::inference::{Prediction, Predictor};
 use crate::support::interrupt::{self, EXIT_INTERRUPTED};
 
 #[derive(Args)]
 pub struct PredictArgs {
-    /// Image files, or folders (walked recursively, in name order) with --jsonl.
+    /// Image files, or folders (walked recursively, in name order).
     #[arg(required = true)]
     images: Vec<PathBuf>,
     #[command(flatten)]
@@ -47,10 +47,25 @@ pub fn execute(args: PredictArgs) -> Result<ExitCode> {
     if args.jsonl {
         return stream_lines(&predictor, &args);
     }
-    let results = predictor.classify_files(&args.images, args.top_k as usize)?;
-    let mut predictions = Vec::new();
+    let mut images = Vec::new();
     let mut failed = Vec::new();
-    for (path, result) in args.images.iter().zip(results) {
+    for entry in stream::walk_images(&args.images) {
+        match entry {
+            Entry::Image(path) => images.push(path),
+            Entry::Bad(path, why) => {
+                eprintln!("error: {}: {why}", path.display());
+                failed.push(path.display().to_string());
+            }
+        }
+    }
+    let total = images.len() + failed.len();
+    if total == 0 {
+        let roots: Vec<String> = args.images.iter().map(|r| r.display().to_string()).collect();
+        bail!("no images found under {}", roots.join(", "));
+    }
+    let results = predictor.classify_files(&images, args.top_k as usize)?;
+    let mut predictions = Vec::new();
+    for (path, result) in images.iter().zip(results) {
         match result {
             Ok(prediction) => predictions.push(prediction),
             Err(error) => {
@@ -64,12 +79,7 @@ pub fn execute(args: PredictArgs) -> Result<ExitCode> {
     }
     print_predictions(&predictions, predictor.classes.len(), args.json)?;
     if !failed.is_empty() {
-        bail!(
-            "{} of {} images could not be classified: {}",
-            failed.len(),
-            args.images.len(),
-            failed.join(", ")
-        );
+        bail!("{} of {total} images could not be classified: {}", failed.len(), failed.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -72,14 +72,7 @@ pub fn execute(args: TrainArgs) -> Result<ExitCode> {
         _ => bail!("give --data and --out (or --config and --out, or --resume)"),
     };
     let dir = run.dir().clone();
-    let mut run = run;
-    let outcome = match train::train(&mut run, start, &device) {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            run.remove_if_untrained();
-            return Err(error);
-        }
-    };
+    let outcome = train::train(run, start, &device)?;
     if outcome.interrupted {
         eprintln!("stopped; continue with: fruitlab train --resume {}", dir.path().display());
         return Ok(ExitCode::from(EXIT_INTERRUPTED));

@@ -6,8 +6,22 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
-/// File extensions read as images (case-insensitive); other files are listed as ignored.
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+/// File extensions read as images (case-insensitive).
+const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
+
+/// Extensions of images in formats that are not read (an iPhone's HEIC first): such files are
+/// taken as images, so that each gets the error that names it and the fix, never a silent skip.
+const UNREAD_IMAGE_EXTENSIONS: [&str; 7] = ["heic", "heif", "avif", "bmp", "gif", "tif", "tiff"];
+
+/// Whether the file is an image by its name (case-insensitive extension); other files in a
+/// class folder are listed as ignored, and a folder walk passes them by.
+pub fn is_image_name(path: &Path) -> bool {
+    path.extension().is_some_and(|extension| {
+        let extension = extension.to_string_lossy().to_lowercase();
+        let extension = extension.as_str();
+        IMAGE_EXTENSIONS.contains(&extension) || UNREAD_IMAGE_EXTENSIONS.contains(&extension)
+    })
+}
 
 /// One image file and the index of its class.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,11 +199,7 @@ fn list_images(folder: &Path) -> Result<Listing> {
             folders.push(path);
             continue;
         }
-        let is_image = path.extension().is_some_and(|extension| {
-            let extension = extension.to_string_lossy().to_lowercase();
-            IMAGE_EXTENSIONS.contains(&extension.as_str())
-        });
-        if is_image { images.push(path) } else { others.push(path) }
+        if is_image_name(&path) { images.push(path) } else { others.push(path) }
     }
     Ok(Listing { images, others, folders })
 }

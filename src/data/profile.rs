@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use super::dataset::{ImageFolder, training_folder, video_frame};
 
@@ -26,21 +26,31 @@ impl DataProfile {
     /// Reads the training images of the dataset root `root`.
     pub fn of(root: &Path) -> Result<Self> {
         let folder = ImageFolder::scan(&training_folder(root))?;
+        folder.ensure_trainable()?;
         let images = folder.images.len();
         let frames = folder.images.iter().filter(|i| video_frame(&i.path).1.is_some()).count();
         let step = images.div_ceil(SAMPLE).max(1);
-        let mut sides: Vec<u32> = folder
-            .images
+        let sample: Vec<_> = folder.images.iter().step_by(step).collect();
+        let mut sides: Vec<u32> = sample
             .iter()
-            .step_by(step)
             .filter_map(|image| image::image_dimensions(&image.path).ok())
             .map(|(w, h)| w.min(h))
             .collect();
+        if sides.is_empty() {
+            // Not one size to choose from: say why with the first image's own error.
+            let first = &sample[0].path;
+            let error = image::image_dimensions(first).unwrap_err();
+            bail!(
+                "none of the {} images sampled for their size could be read; {}: {error}",
+                sample.len(),
+                first.display()
+            );
+        }
         sides.sort_unstable();
         Ok(Self {
             images,
             frame_names: frames as f64 / images.max(1) as f64,
-            median_shorter_side: sides.get(sides.len() / 2).copied().unwrap_or(0),
+            median_shorter_side: sides[sides.len() / 2],
         })
     }
 

@@ -9,6 +9,7 @@ use burn::tensor::Device;
 use super::{Evaluation, evaluate};
 use crate::data::{self, DecodedImages, ImageFolder, LabeledImage};
 use crate::features::{self, FeatureVariant, head_logits};
+use crate::inference::stream::{Entry, walk_images};
 use crate::inference::{Predictor, map_images, softmax};
 use crate::run::{Checkpoint, EvaluationOf, RunDir};
 use crate::support::progress::Progress;
@@ -218,17 +219,20 @@ pub fn evaluate_ood(run: &RunDir, folder: &Path, device: &Device) -> Result<OodR
             predictor.note.as_deref().unwrap_or("the run has no calibration")
         );
     };
-    let paths: Vec<PathBuf> = crate::inference::stream::walk_images(&[folder.to_path_buf()])
-        .filter_map(|entry| match entry {
-            crate::inference::stream::Entry::Image(path) => Some(path),
-            crate::inference::stream::Entry::Bad(..) => None,
-        })
-        .collect();
+    // What cannot be walked (a broken link, a folder not ours to read) counts as unreadable.
+    let mut paths = Vec::new();
+    let mut unreadable = 0;
+    for entry in walk_images(&[folder.to_path_buf()]) {
+        match entry {
+            Entry::Image(path) => paths.push(path),
+            Entry::Bad(..) => unreadable += 1,
+        }
+    }
     anyhow::ensure!(!paths.is_empty(), "no images found under {}", folder.display());
     let thresholds = &trust.record.thresholds;
     let classes = predictor.classes.len();
     let mut rejected = vec![0; thresholds.len()];
-    let mut unreadable = 0;
+    let mut readable = 0;
     let progress = Progress::new("other images", paths.len() as u64);
     let mut done = 0;
     for chunk in paths.chunks(crate::inference::BATCH * 4) {
@@ -236,6 +240,7 @@ pub fn evaluate_ood(run: &RunDir, folder: &Path, device: &Device) -> Result<OodR
         let loaded = predictor.load_all(chunk);
         unreadable += loaded.iter().filter(|image| image.is_err()).count();
         let images: Vec<_> = loaded.into_iter().filter_map(Result::ok).collect();
+        readable += images.len();
         let (logits, features) = predictor.outputs(&images)?;
         for (count, threshold) in rejected.iter_mut().zip(thresholds) {
             let scores = trust.scores(threshold.score, &logits, &features, classes);
@@ -261,7 +266,7 @@ pub fn evaluate_ood(run: &RunDir, folder: &Path, device: &Device) -> Result<OodR
         by_score.iter().find(|s| s.score == trust.record.score).map_or(0, |s| s.rejected);
     Ok(OodReport {
         folder: folder.to_path_buf(),
-        images: paths.len() - unreadable,
+        images: readable,
         unreadable,
         score: trust.record.score,
         rejected: deciding,

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::{Guess, Predictor};
-use crate::data::dataset::IMAGE_EXTENSIONS;
+use crate::data::dataset::is_image_name;
 use crate::support::progress::Progress;
 
 /// Files classified per chunk: enough to keep every core decoding, few enough to bound memory.
@@ -97,11 +97,8 @@ pub fn walk_images(roots: &[PathBuf]) -> impl Iterator<Item = Entry> + '_ {
             Ok(entry) if entry.file_type().is_dir() => None,
             Ok(entry) => {
                 let path = entry.into_path();
-                let is_image = path.extension().is_some_and(|e| {
-                    IMAGE_EXTENSIONS.contains(&e.to_string_lossy().to_lowercase().as_str())
-                });
                 // A file named on the command line is classified whatever its name.
-                if !(is_image || path == *root) {
+                if !(is_image_name(&path) || path == *root) {
                     return None;
                 }
                 if path.to_str().is_none() {

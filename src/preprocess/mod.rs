@@ -209,7 +209,7 @@ fn heif_brand(bytes: &[u8]) -> Option<&'static str> {
 /// what a server checks before it lets an upload allocate memory.
 pub fn declared_dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
     let format = image::guess_format(bytes)
-        .map_err(|_| anyhow!("the content is not a JPEG or PNG image"))?;
+        .map_err(|_| anyhow!("the content is not a JPEG, PNG or WebP image"))?;
     ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(|error| anyhow!("{error}"))

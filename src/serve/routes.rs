@@ -122,7 +122,7 @@ struct ImageAnswer {
     cam: Option<String>,
 }
 
-/// `POST /v1/predict`: one image as the raw body (`image/jpeg`, `image/png`), or several as
+/// `POST /v1/predict`: one image as the raw body (`image/jpeg`, `image/png`, `image/webp`), or several as
 /// `multipart/form-data` files.
 pub async fn predict(
     State(app): State<Arc<App>>,
@@ -243,7 +243,7 @@ async fn read_uploads(
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
-                "send an image (Content-Type image/jpeg or image/png) or multipart/form-data files, not `{}`",
+                "send an image (Content-Type image/jpeg, image/png or image/webp) or multipart/form-data files, not `{}`",
                 if content_type.is_empty() { "no content type" } else { &content_type }
             ),
         ));

@@ -29,11 +29,16 @@ pub struct Outcome {
 }
 
 /// Trains the run in `run` from where `start` says, on `device`, until its epochs are done or
-/// Ctrl-C. Ctrl-C during any phase ends it with `interrupted` set and the run resumable.
-pub fn train(run: &mut TrainingRun, start: Start, device: &Device) -> Result<Outcome> {
-    match train_run(run, start, device) {
+/// Ctrl-C. Ctrl-C during any phase ends it with `interrupted` set and the run resumable; any
+/// other failure leaves no folder behind when this process made it and nothing was trained.
+pub fn train(mut run: TrainingRun, start: Start, device: &Device) -> Result<Outcome> {
+    match train_run(&mut run, start, device) {
         Err(error) if crate::support::interrupt::is_interruption(&error) => {
             Ok(Outcome { history: History::default(), interrupted: true })
+        }
+        Err(error) => {
+            run.remove_if_untrained();
+            Err(error)
         }
         outcome => outcome,
     }
