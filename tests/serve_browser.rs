@@ -186,6 +186,13 @@ fn the_page_classifies_an_uploaded_photo() {
     let answer = wait_for_text(&browser, ".card.unknown .class", |t| !t.is_empty());
     assert_eq!(answer, "Not one of the 10 classes I know");
 
+    // A WebP photo (as many phones and web pages save them) is taken like a JPEG.
+    let webp = dir.path().join("banana.webp");
+    image::open(&banana).unwrap().save(&webp).unwrap();
+    upload(&browser, &input, &webp);
+    wait_for_text(&browser, ".card .name", |name| name == "banana.webp");
+    assert_eq!(browser.text(&browser.find(".card .class").unwrap()), "Banana");
+
     if let Some(folder) = std::env::var_os("FRUITLAB_SCREENSHOTS") {
         let folder = Path::new(&folder);
         std::fs::create_dir_all(folder).unwrap();
