@@ -22,6 +22,20 @@ fn train(out: &Path, extra: &[&str]) -> Value {
     history
 }
 
+/// `predict --json --top-k TOP_K --run RUN IMAGES`, parsed.
+fn predict_json(run: &Path, top_k: &str, images: &Path) -> Value {
+    let output = common::fruitlab()
+        .args(["predict", "--json", "--top-k", top_k, "--run"])
+        .arg(run)
+        .arg(images)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&output).unwrap()
+}
+
 fn best_val_accuracy(history: &Value) -> f64 {
     history["epochs"]
         .as_array()
@@ -98,31 +112,13 @@ fn frozen_train_evaluate_predict() {
     }
 
     let banana = common::mini_dataset().join("Test/Banana/141_100.jpg");
-    let output = common::fruitlab()
-        .args(["predict", "--json", "--top-k", "3", "--run"])
-        .arg(&run)
-        .arg(&banana)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let predictions: Value = serde_json::from_slice(&output).unwrap();
+    let predictions = predict_json(&run, "3", &banana);
     assert_eq!(predictions[0]["top"][0]["class"], "Banana", "{predictions}");
     assert_eq!(predictions[0]["top"].as_array().unwrap().len(), 3);
 
     // A folder is walked, as with --jsonl.
     let folder = common::mini_dataset().join("Test/Banana");
-    let output = common::fruitlab()
-        .args(["predict", "--json", "--top-k", "1", "--run"])
-        .arg(&run)
-        .arg(&folder)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let predictions: Value = serde_json::from_slice(&output).unwrap();
+    let predictions = predict_json(&run, "1", &folder);
     let files = std::fs::read_dir(&folder).unwrap().count();
     assert_eq!(predictions.as_array().unwrap().len(), files, "{predictions}");
     let bananas = predictions.as_array().unwrap().iter();
