@@ -157,15 +157,9 @@ fn train_command(data: &Path, out: &Path) -> assert_cmd::Command {
 fn inspect_lists_every_problem_and_train_refuses_or_skips_bad_images() {
     common::cached_weights();
     let matrix = build_matrix();
-    let output = common::fruitlab()
-        .args(["data", "inspect", "--json"])
-        .arg(matrix.root.path())
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let report: Value = serde_json::from_slice(&output).unwrap();
+    let report = common::stdout_json(
+        common::fruitlab().args(["data", "inspect", "--json"]).arg(matrix.root.path()),
+    );
     let split = &report["splits"][0];
     let unreadable: Vec<String> = split["unreadable"]
         .as_array()
@@ -215,8 +209,7 @@ fn inspect_lists_every_problem_and_train_refuses_or_skips_bad_images() {
     // ... or, when asked, leaves them out and says so in the log and the configuration.
     let run = runs.path().join("skipped");
     train_command(matrix.root.path(), &run).arg("--skip-bad-images").assert().success();
-    let config: Value =
-        serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    let config: Value = common::read_json(&run.join("config.json"));
     let skipped = config["dataset"]["skipped_images"].as_array().unwrap();
     assert_eq!(skipped.len(), matrix.broken.len(), "{config}");
     let log = std::fs::read_to_string(run.join("train.log")).unwrap();

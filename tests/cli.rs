@@ -17,23 +17,17 @@ fn train(out: &Path, extra: &[&str]) -> Value {
         .args(extra)
         .assert()
         .success();
-    let history: Value =
-        serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
-    history
+    common::read_json(&out.join("history.json"))
 }
 
 /// `predict --json --top-k TOP_K --run RUN IMAGES`, parsed.
 fn predict_json(run: &Path, top_k: &str, images: &Path) -> Value {
-    let output = common::fruitlab()
-        .args(["predict", "--json", "--top-k", top_k, "--run"])
-        .arg(run)
-        .arg(images)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    serde_json::from_slice(&output).unwrap()
+    common::stdout_json(
+        common::fruitlab()
+            .args(["predict", "--json", "--top-k", top_k, "--run"])
+            .arg(run)
+            .arg(images),
+    )
 }
 
 fn best_val_accuracy(history: &Value) -> f64 {
@@ -46,17 +40,13 @@ fn best_val_accuracy(history: &Value) -> f64 {
 }
 
 fn evaluate(run: &Path) -> Value {
-    let output = common::fruitlab()
-        .args(["evaluate", "--json", "--run"])
-        .arg(run)
-        .arg("--data")
-        .arg(common::mini_dataset().join("Test"))
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    serde_json::from_slice(&output).unwrap()
+    common::stdout_json(
+        common::fruitlab()
+            .args(["evaluate", "--json", "--run"])
+            .arg(run)
+            .arg("--data")
+            .arg(common::mini_dataset().join("Test")),
+    )
 }
 
 #[test]
@@ -79,8 +69,7 @@ fn frozen_train_evaluate_predict() {
     ] {
         assert!(run.join(file).exists(), "{file} missing");
     }
-    let config: Value =
-        serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    let config: Value = common::read_json(&run.join("config.json"));
     assert_eq!(config["config"]["mode"], "frozen");
     // The default validation: a contiguous run of 20% of every recording's frames.
     assert_eq!(config["config"]["val_split"], "blocks:0.2");
@@ -102,10 +91,7 @@ fn frozen_train_evaluate_predict() {
         assert!(run.join("evaluation-test").join(file).exists(), "{file} missing");
     }
     // Every mistake names its file, relative to the dataset.
-    let saved: Value = serde_json::from_slice(
-        &std::fs::read(run.join("evaluation-test/evaluation.json")).unwrap(),
-    )
-    .unwrap();
+    let saved = common::read_json(&run.join("evaluation-test/evaluation.json"));
     for mistake in saved["mistakes"].as_array().unwrap() {
         let path = mistake["path"].as_str().unwrap();
         assert!(common::mini_dataset().join("Test").join(path).exists(), "{path}");

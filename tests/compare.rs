@@ -8,10 +8,6 @@ use std::path::Path;
 
 use serde_json::Value;
 
-fn json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
 fn png_size(path: &Path) -> (u32, u32) {
     image::image_dimensions(path)
         .unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()))
@@ -59,14 +55,14 @@ fn compare_trains_both_models_and_writes_a_consistent_report() {
     let (w, h) = png_size(&out.join("confusion-pretrained.png"));
     assert!(w > 500 && h > 500, "{w}x{h}");
 
-    let summary = json(&out.join("summary.json"));
+    let summary = common::read_json(&out.join("summary.json"));
     let models = summary["models"].as_array().unwrap();
     assert_eq!(models.len(), 2);
     for (model, (name, label)) in
         models.iter().zip([("pretrained", "Pretrained"), ("vanilla", "Vanilla")])
     {
         assert_eq!(model["label"], label);
-        let history = json(&out.join(name).join("history.json"));
+        let history = common::read_json(&out.join(name).join("history.json"));
         let epochs = history["epochs"].as_array().unwrap();
         assert_eq!(model["epochs"].as_u64().unwrap() as usize, epochs.len());
         let best = epochs.iter().map(|e| e["val_accuracy"].as_f64().unwrap()).fold(0.0, f64::max);
@@ -129,24 +125,24 @@ fn compare_trains_both_models_and_writes_a_consistent_report() {
         .arg(&again)
         .assert()
         .success();
-    let regenerated = json(&again.join("summary.json"));
+    let regenerated = common::read_json(&again.join("summary.json"));
     assert_eq!(regenerated["models"][0]["best_val_accuracy"], models[0]["best_val_accuracy"]);
     assert_eq!(regenerated["models"][1]["final_val_loss"], models[1]["final_val_loss"]);
 
     // Training saved each model's evaluation from its best epoch's validation pass, so the
     // report did not run the models over the validation images again.
     for name in ["pretrained", "vanilla"] {
-        let history = json(&out.join(name).join("history.json"));
+        let history = common::read_json(&out.join(name).join("history.json"));
         let epochs = history["epochs"].as_array().unwrap();
         let best = epochs.iter().map(|e| e["val_accuracy"].as_f64().unwrap()).fold(0.0, f64::max);
         let best_epoch = epochs.iter().find(|e| e["val_accuracy"].as_f64() == Some(best)).unwrap();
-        let evaluation = json(&out.join(name).join("evaluation/evaluation.json"));
+        let evaluation = common::read_json(&out.join(name).join("evaluation/evaluation.json"));
         assert_eq!(evaluation["epoch"], best_epoch["epoch"], "{name}");
         assert!(out.join(name).join("evaluation/confusion.csv").exists(), "{name}");
     }
     // One that is not of model-best's epoch is not trusted: the report evaluates again.
     let saved = out.join("vanilla/evaluation/evaluation.json");
-    let mut stale = json(&saved);
+    let mut stale = common::read_json(&saved);
     stale["epoch"] = 99.into();
     stale["accuracy"] = 0.0.into();
     std::fs::write(&saved, stale.to_string()).unwrap();
@@ -157,7 +153,7 @@ fn compare_trains_both_models_and_writes_a_consistent_report() {
         .arg(dir.path().join("stale"))
         .assert()
         .success();
-    let evaluated = json(&saved);
+    let evaluated = common::read_json(&saved);
     assert!(evaluated["epoch"].is_null(), "evaluated again by the report");
     assert_eq!(evaluated["accuracy"], models[1]["evaluation"]["accuracy"]);
 
@@ -189,7 +185,7 @@ fn compare_trains_both_models_and_writes_a_consistent_report() {
         .arg(&same)
         .assert()
         .success();
-    let labels: Vec<Value> = json(&same.join("summary.json"))["models"]
+    let labels: Vec<Value> = common::read_json(&same.join("summary.json"))["models"]
         .as_array()
         .unwrap()
         .iter()

@@ -170,10 +170,7 @@ fn evaluate_waits_its_turn_and_says_when_images_are_not_unseen() {
             .arg(common::mini_dataset().join("Training")),
     );
     assert!(text.contains("NOT unseen") && text.contains("training images of the run"), "{text}");
-    let evaluation: Value = serde_json::from_slice(
-        &std::fs::read(run.join("evaluation-training/evaluation.json")).unwrap(),
-    )
-    .unwrap();
+    let evaluation = common::read_json(&run.join("evaluation-training/evaluation.json"));
     assert!(evaluation["overlap"]["training"].as_u64().unwrap() > 250, "{}", evaluation["overlap"]);
     let test = stdout(
         common::fruitlab()
@@ -200,7 +197,7 @@ fn a_changed_dataset_is_never_resumed_and_runs_of_other_data_never_compared() {
         .success();
     // Pretend it was interrupted, then add an image to a class.
     let state_path = run.join("resume/state.json");
-    let mut state: Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    let mut state: Value = common::read_json(&state_path);
     state["finished"] = Value::Bool(false);
     std::fs::write(&state_path, state.to_string()).unwrap();
     let kiwi = std::fs::read_dir(kiwis()).unwrap().next().unwrap().unwrap().path();
@@ -227,8 +224,7 @@ fn a_changed_dataset_is_never_resumed_and_runs_of_other_data_never_compared() {
 
     // A history with values no run writes is refused, and so is one without epochs.
     let history_path = other.join("history.json");
-    let mut history: Value =
-        serde_json::from_slice(&std::fs::read(&history_path).unwrap()).unwrap();
+    let mut history: Value = common::read_json(&history_path);
     history["epochs"][0]["val_accuracy"] = Value::from(5.0);
     std::fs::write(&history_path, history.to_string()).unwrap();
     let report = |runs: &[&Path]| {

@@ -5,12 +5,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
-fn json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
 /// A small set of photos: `n` of each of three clothing10 classes under `dir/photos/Training`.
 fn photos(dir: &Path, n: usize) -> PathBuf {
     let data = dir.join("photos");
@@ -43,7 +37,7 @@ fn photos_get_the_full_resolution_and_a_split_by_sitting() {
     let stderr = train_frozen(&data, &run, &["--epochs", "2"]);
     assert!(stderr.contains("from the data: 288 px, centre crop 0.875: photos"), "{stderr}");
     assert!(stderr.contains("groups:0.2"), "{stderr}");
-    let config = json(&run.join("config.json"));
+    let config = common::read_json(&run.join("config.json"));
     let c = &config["config"];
     assert_eq!(
         (&c["image_size"], &c["crop"], &c["val_split"]),
@@ -65,7 +59,7 @@ fn folds_cross_validate_the_frozen_top_over_every_image() {
     let stderr = train_frozen(&data, &run, &["--epochs", "10", "--folds", "3"]);
     assert!(stderr.contains("then 3-fold cross-validation of the top"), "{stderr}");
     assert!(stderr.contains("cross-validation: "), "{stderr}");
-    let cv = json(&run.join("cross-validation.json"));
+    let cv = common::read_json(&run.join("cross-validation.json"));
     // Every one of the 36 training and validation photos is scored once, out of fold.
     assert_eq!((&cv["folds"], &cv["images"]), (&3.into(), &36.into()), "{cv}");
     let sizes: Vec<u64> =
@@ -82,7 +76,7 @@ fn folds_cross_validate_the_frozen_top_over_every_image() {
     // Three classes that look nothing alike: far above a guess's third (89% when written).
     assert!(accuracy > 0.6, "{cv}");
     // Each fold's top trains as many epochs as the run's best model (the first best).
-    let history = json(&run.join("history.json"));
+    let history = common::read_json(&run.join("history.json"));
     let mut best = (f64::MIN, 0);
     for epoch in history["epochs"].as_array().unwrap() {
         let accuracy = epoch["val_accuracy"].as_f64().unwrap();
@@ -91,11 +85,14 @@ fn folds_cross_validate_the_frozen_top_over_every_image() {
         }
     }
     assert_eq!(cv["epochs"], best.1, "{cv}");
-    assert_eq!(json(&run.join("config.json"))["config"]["folds"], 3);
+    assert_eq!(common::read_json(&run.join("config.json"))["config"]["folds"], 3);
     // The report shows it.
     let report = dir.path().join("report");
     common::fruitlab().arg("report").arg(&run).arg("--out").arg(&report).assert().success();
-    assert_eq!(json(&report.join("summary.json"))["models"][0]["cross_validation"], cv);
+    assert_eq!(
+        common::read_json(&report.join("summary.json"))["models"][0]["cross_validation"],
+        cv
+    );
     let page = std::fs::read_to_string(report.join("report.html")).unwrap();
     assert!(page.contains("3-fold cross-validation of the top"), "the report omits it");
 }
@@ -136,7 +133,7 @@ fn the_balanced_sampler_trains_and_is_recorded() {
     let args = ["--epochs", "1", "--class-balance", "sampler", "--optimizer", "adam"];
     let stderr = train_frozen(&data, &run, &args);
     assert!(stderr.contains("every class drawn equally often"), "{stderr}");
-    assert_eq!(json(&run.join("config.json"))["config"]["class_balance"], "sampler");
+    assert_eq!(common::read_json(&run.join("config.json"))["config"]["class_balance"], "sampler");
 }
 
 #[test]
@@ -174,7 +171,7 @@ fn decoded_photos_stay_on_disk_and_are_checked_when_read_back() {
         let output = train(run, limit_gib);
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert!(output.status.success(), "{stderr}");
-        let history = json(&dir.path().join(run).join("history.json"));
+        let history = common::read_json(&dir.path().join(run).join("history.json"));
         (stderr, history["epochs"][0]["val_loss"].as_f64().unwrap())
     };
     let pixel_files = || -> Vec<PathBuf> {

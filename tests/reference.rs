@@ -54,15 +54,11 @@ fn keras_resnet50_matches_reference_logits_and_pooled_features() {
 #[test]
 fn predict_names_the_malamute_first() {
     common::cached_weights();
-    let output = common::fruitlab()
-        .args(["predict", "--weights", "imagenet", "--json"])
-        .arg(common::testdata("dog.jpg"))
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let predictions: serde_json::Value = serde_json::from_slice(&output).unwrap();
+    let predictions = common::stdout_json(
+        common::fruitlab()
+            .args(["predict", "--weights", "imagenet", "--json"])
+            .arg(common::testdata("dog.jpg")),
+    );
     let top = &predictions[0]["top"];
     assert_eq!(top[0]["index"], 249, "{predictions}");
     assert_eq!(top[0]["class"], "malamute");

@@ -12,10 +12,6 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-fn json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
 /// Runs the command, expects exit status 1 and no panic; returns stderr.
 fn fails(command: &mut assert_cmd::Command) -> String {
     let output = command.assert().failure().code(1).get_output().clone();
@@ -122,7 +118,7 @@ fn a_run_folder_has_one_writer_and_its_foreign_files_are_kept() {
         "{second}"
     );
     assert!(first.wait().unwrap().success());
-    assert_eq!(json(&out.join("history.json"))["epochs"].as_array().unwrap().len(), 2);
+    assert_eq!(common::read_json(&out.join("history.json"))["epochs"].as_array().unwrap().len(), 2);
 
     // A folder of the user's own files is never turned into a run folder.
     let theirs = dir.path().join("photos");
@@ -274,13 +270,8 @@ fn corrupt_caches_are_named_and_rebuilt_and_corrupt_checkpoints_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("corrupt") && stderr.contains("fetching them again"), "{stderr}");
     let dog = common::testdata("dog.jpg");
-    let output = with_cache(&["predict", "--weights", "imagenet", "--json"])
-        .arg(&dog)
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let predictions: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let predictions =
+        common::stdout_json(with_cache(&["predict", "--weights", "imagenet", "--json"]).arg(&dog));
     assert_eq!(predictions[0]["top"][0]["index"], 249, "malamute");
 
     // A corrupted feature store: reported, recomputed, the run succeeds.
@@ -309,7 +300,7 @@ fn corrupt_caches_are_named_and_rebuilt_and_corrupt_checkpoints_refused() {
 
     // So is a resume checkpoint.
     let first = runs.path().join("first");
-    let mut state = json(&first.join("resume/state.json"));
+    let mut state = common::read_json(&first.join("resume/state.json"));
     state["finished"] = Value::Bool(false);
     std::fs::write(first.join("resume/state.json"), state.to_string()).unwrap();
     let model_file = first.join("resume").join(state["model_file"].as_str().unwrap());
@@ -368,7 +359,7 @@ fn ctrl_c_stops_feature_extraction_and_head_warm_up_at_once_and_the_run_resumes(
             .arg(&out)
             .assert()
             .success();
-        let history = json(&out.join("history.json"));
+        let history = common::read_json(&out.join("history.json"));
         let epochs = history["epochs"].as_array().unwrap();
         assert_eq!(
             epochs.len(),
@@ -394,14 +385,9 @@ fn data_the_program_would_drop_is_reported() {
     fill(&data.path().join("Training/A"), 8);
     fill(&data.path().join("Training/A/more"), 3);
     fill(&data.path().join("Training/B"), 8);
-    let output = common::fruitlab()
-        .args(["data", "inspect", "--json"])
-        .arg(data.path())
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = common::stdout_json(
+        common::fruitlab().args(["data", "inspect", "--json"]).arg(data.path()),
+    );
     assert_eq!(report["splits"][0]["nested_images"].as_array().unwrap().len(), 3);
     assert!(report["problems"].to_string().contains("sub-folders"), "{report}");
 

@@ -141,7 +141,7 @@ fn answers_say_none_of_these_and_uncertain_uploads_are_kept_for_labelling() {
         .collect();
     assert_eq!(files.len(), 2, "{files:?}");
     let record = files.iter().find(|f| f.ends_with(".json")).unwrap();
-    let record: Value = serde_json::from_slice(&read(&kept.join(record))).unwrap();
+    let record = common::read_json(&kept.join(record));
     assert_eq!(record["filename"], "hat.jpg", "{record}");
 }
 

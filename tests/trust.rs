@@ -4,19 +4,13 @@
 
 mod common;
 
-use std::path::Path;
-
 use serde_json::Value;
-
-fn json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
 
 #[test]
 fn a_trained_run_is_calibrated_and_says_none_of_these_to_other_things() {
     let dir = tempfile::tempdir().unwrap();
     let run = common::trained_run(dir.path());
-    let trust = json(&run.join("trust.json"));
+    let trust = common::read_json(&run.join("trust.json"));
     let temperature = trust["temperature"].as_f64().unwrap();
     assert!(temperature.is_finite() && temperature > 0.0, "{trust}");
     let rate = trust["reject_rate"].as_f64().unwrap();
@@ -31,19 +25,15 @@ fn a_trained_run_is_calibrated_and_says_none_of_these_to_other_things() {
     // Clothing photos are none of the ten fruits.
     let other = dir.path().join("clothing");
     common::clothing_sample("Test", &["hat", "shoes", "pants"], 8, &other);
-    let output = common::fruitlab()
-        .args(["evaluate", "--json", "--run"])
-        .arg(&run)
-        .arg("--data")
-        .arg(common::mini_dataset().join("Test"))
-        .arg("--ood")
-        .arg(&other)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let evaluation: Value = serde_json::from_slice(&output).unwrap();
+    let evaluation = common::stdout_json(
+        common::fruitlab()
+            .args(["evaluate", "--json", "--run"])
+            .arg(&run)
+            .arg("--data")
+            .arg(common::mini_dataset().join("Test"))
+            .arg("--ood")
+            .arg(&other),
+    );
     assert_eq!(evaluation["images"], 130, "the evaluation stays at the top level");
     let calibration = &evaluation["calibration"];
     assert!(calibration["ece_after"].as_f64().unwrap() < 0.1, "{calibration}");
@@ -57,18 +47,14 @@ fn a_trained_run_is_calibrated_and_says_none_of_these_to_other_things() {
     let hat = std::fs::read_dir(other.join("hat")).unwrap().next().unwrap().unwrap().path();
     let banana = common::mini_dataset().join("Test/Banana/141_100.jpg");
     let predict = |extra: &[&str]| -> Value {
-        let output = common::fruitlab()
-            .args(["predict", "--json", "--run"])
-            .arg(&run)
-            .args(extra)
-            .arg(&banana)
-            .arg(&hat)
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        serde_json::from_slice(&output).unwrap()
+        common::stdout_json(
+            common::fruitlab()
+                .args(["predict", "--json", "--run"])
+                .arg(&run)
+                .args(extra)
+                .arg(&banana)
+                .arg(&hat),
+        )
     };
     let answers = predict(&[]);
     assert_eq!(
@@ -128,7 +114,7 @@ fn audit_finds_images_in_the_wrong_folder() {
         .assert()
         .success();
     common::fruitlab().args(["audit", "--folds", "3", "--run"]).arg(&run).assert().success();
-    let audit = json(&run.join("audit/audit.json"));
+    let audit = common::read_json(&run.join("audit/audit.json"));
     assert!(run.join("audit/audit.html").exists());
     let suspects: Vec<&str> = audit["suspects"]
         .as_array()

@@ -5,6 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use serde_json::Value;
+
 /// `../shared` beside the project root, where the datasets and reference outputs live.
 pub fn shared() -> PathBuf {
     std::env::var_os("FRUITLAB_SHARED")
@@ -54,6 +56,21 @@ pub fn cached_weights() -> PathBuf {
 
 pub fn fruitlab() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("fruitlab").unwrap()
+}
+
+/// The JSON file at `path`, parsed.
+pub fn read_json(path: &Path) -> Value {
+    let bytes =
+        std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// Runs `command`, which must succeed, and parses what it printed as JSON.
+pub fn stdout_json(command: &mut assert_cmd::Command) -> Value {
+    let stdout = command.assert().success().get_output().stdout.clone();
+    serde_json::from_slice(&stdout).unwrap_or_else(|e| {
+        panic!("the output is not JSON ({e}): {}", String::from_utf8_lossy(&stdout))
+    })
 }
 
 /// A running server, stopped (SIGTERM) when dropped.
