@@ -109,12 +109,50 @@ fn placement_order(group_of: &[usize], names: &[&Path]) -> Vec<usize> {
     order.into_iter().map(|(_, g)| g).collect()
 }
 
+/// The number of images in the largest group.
+pub fn longest(group_of: &[usize]) -> usize {
+    let mut sizes: HashMap<usize, usize> = HashMap::new();
+    for &g in group_of {
+        *sizes.entry(g).or_default() += 1;
+    }
+    sizes.into_values().max().unwrap_or(0)
+}
+
+/// `group_of` with every group of more than `most` images cut, in name order, into contiguous
+/// blocks of at most `most` (new group numbers follow the existing ones). A sitting that long
+/// cannot be held out whole without taking far more than the share asked for: a class shot in
+/// one long numbered run, or a folder numbered straight through. A block of it is held out
+/// instead, as a block of a video's frames is; its neighbours in name are on one side of the
+/// cut, all but those at its two ends.
+fn cut_long_sittings(group_of: &[usize], names: &[&Path], most: usize) -> Vec<usize> {
+    let most = most.max(1);
+    let groups = group_of.iter().max().map_or(0, |g| g + 1);
+    let mut members = vec![Vec::new(); groups];
+    for (i, &g) in group_of.iter().enumerate() {
+        members[g].push(i);
+    }
+    let mut cut = group_of.to_vec();
+    let mut next = groups;
+    for mut group in members.into_iter().filter(|m| m.len() > most) {
+        group.sort_by_key(|&i| (numbered(names[i]), names[i].file_name()));
+        for block in group.chunks(most).skip(1) {
+            for &i in block {
+                cut[i] = next;
+            }
+            next += 1;
+        }
+    }
+    cut
+}
+
 /// Which images of one class to hold out: whole groups, in [`placement_order`], until at least
-/// `fraction` of the class is held out; a group whose holding out would leave the class no
-/// training image is skipped (a class that is a single sitting has no validation images).
+/// `fraction` of the class is held out; a group is skipped when holding it out would leave the
+/// class no training image or overshoot the share by more than it still lacks, and a group
+/// longer than the share is first cut into blocks of that share (see [`cut_long_sittings`]).
 pub fn held_out(group_of: &[usize], names: &[&Path], fraction: f64) -> Vec<bool> {
     let n = group_of.len();
-    let wanted = ((n as f64 * fraction).round() as usize).clamp(1, n.saturating_sub(1).max(1));
+    let wanted = super::split::held_count(n, fraction);
+    let group_of = &cut_long_sittings(group_of, names, wanted);
     let mut held = vec![false; n];
     let mut count = 0;
     for g in placement_order(group_of, names) {
@@ -122,8 +160,9 @@ pub fn held_out(group_of: &[usize], names: &[&Path], fraction: f64) -> Vec<bool>
             break;
         }
         let size = group_of.iter().filter(|&&x| x == g).count();
-        // Never hold out every image of the class.
-        if count + size >= n {
+        // Never hold out every image of the class, nor a group that would pass the share by
+        // more than it still lacks.
+        if count + size >= n || 2 * count + size > 2 * wanted {
             continue;
         }
         for i in 0..n {
@@ -139,8 +178,10 @@ pub fn held_out(group_of: &[usize], names: &[&Path], fraction: f64) -> Vec<bool>
 /// A fold (of `folds`) for each image of one class: whole groups, the largest first (ties in
 /// [`placement_order`]), each to the fold with the fewest images so far, so that the folds of
 /// a class differ by at most its largest group (a class of fewer groups than folds leaves some
-/// folds without it).
+/// folds without it); a group longer than a fold is first cut into blocks of a fold (see
+/// [`cut_long_sittings`]).
 pub fn folds(group_of: &[usize], names: &[&Path], folds: usize) -> Vec<usize> {
+    let group_of = &cut_long_sittings(group_of, names, group_of.len().div_ceil(folds));
     let size = |g: usize| group_of.iter().filter(|&&x| x == g).count();
     let mut order = placement_order(group_of, names);
     order.sort_by_key(|&g| std::cmp::Reverse(size(g)));
@@ -248,8 +289,58 @@ mod tests {
         let count = held.iter().filter(|&&h| h).count();
         assert!((2..=4).contains(&count), "{count} held");
         assert_eq!(held, held_out(&group_of, &refs, 0.2), "fixed");
+    }
+
+    #[test]
+    fn the_share_held_out_is_never_passed_by_more_than_it_lacked() {
+        // 100 photos: six sittings of 15 and ten single photos; a fifth is 20.
+        let group_of: Vec<usize> = (0..100).map(|i| if i < 90 { i / 15 } else { i - 84 }).collect();
+        let names: Vec<PathBuf> = (0..100).map(|i| PathBuf::from(format!("{i}.jpg"))).collect();
+        let refs: Vec<&Path> = names.iter().map(PathBuf::as_path).collect();
+        let held = held_out(&group_of, &refs, 0.2);
+        let count = held.iter().filter(|&&h| h).count();
+        // Two sittings of 15 (30) would pass 20 by more than the 5 it lacked after one.
+        assert!((20..=25).contains(&count), "{count} held");
+    }
+
+    /// `IMG_0001.jpg` ... in a shuffled order, as a folder may list them.
+    fn one_numbered_run(n: usize) -> Vec<PathBuf> {
+        (0..n).map(|i| PathBuf::from(format!("IMG_{:04}.jpg", (i * 7) % n + 1))).collect()
+    }
+
+    #[test]
+    fn a_sitting_longer_than_the_share_gives_a_contiguous_block_of_it() {
+        let names = one_numbered_run(50);
+        let refs: Vec<&Path> = names.iter().map(PathBuf::as_path).collect();
+        let files: Vec<LabeledImage> =
+            names.iter().map(|p| LabeledImage { path: p.clone(), label: 0 }).collect();
+        let files: Vec<&LabeledImage> = files.iter().collect();
+        let group_of = groups(&files, &[0; 50], &[None; 50]);
+        assert_eq!(longest(&group_of), 50, "one numbered run is one sitting");
+        let held = held_out(&group_of, &refs, 0.2);
+        let mut numbers: Vec<usize> =
+            (0..50).filter(|&i| held[i]).map(|i| numbered(refs[i]).unwrap().1 as usize).collect();
+        numbers.sort();
+        assert_eq!(numbers.len(), 10, "a fifth of the class, not all but one image: {numbers:?}");
+        assert_eq!(numbers[9] - numbers[0], 9, "contiguous: {numbers:?}");
         let single = held_out(&[0, 0, 0], &refs[..3], 0.2);
-        assert!(single.iter().all(|&h| !h), "a class of one sitting keeps every image: {single:?}");
+        assert_eq!(single.iter().filter(|&&h| h).count(), 1, "never the whole class: {single:?}");
+    }
+
+    #[test]
+    fn a_sitting_longer_than_a_fold_is_cut_into_contiguous_folds() {
+        let names = one_numbered_run(12);
+        let refs: Vec<&Path> = names.iter().map(PathBuf::as_path).collect();
+        let fold_of = folds(&[0; 12], &refs, 3);
+        for fold in 0..3 {
+            let mut numbers: Vec<u64> = (0..12)
+                .filter(|&i| fold_of[i] == fold)
+                .map(|i| numbered(refs[i]).unwrap().1)
+                .collect();
+            numbers.sort();
+            assert_eq!(numbers.len(), 4, "fold {fold}: {fold_of:?}");
+            assert_eq!(numbers[3] - numbers[0], 3, "fold {fold} is contiguous: {numbers:?}");
+        }
     }
 
     #[test]

@@ -41,6 +41,19 @@ pub struct DataSplits {
     pub nested: Vec<PathBuf>,
     /// Image files whose names are not UTF-8 (unreadable images).
     pub bad_names: Vec<PathBuf>,
+    /// Sittings too long to hold out whole (`groups`): a block of each was held out instead.
+    pub long_sittings: Vec<LongSitting>,
+}
+
+/// The longest sitting of a class whose sittings are longer than the share of it to hold out
+/// (see [`super::groups::held_out`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LongSitting {
+    pub class: String,
+    /// The images of that sitting.
+    pub images: usize,
+    /// The images of the class.
+    pub of: usize,
 }
 
 impl std::str::FromStr for ValSplit {
@@ -149,6 +162,7 @@ pub fn load_splits(root: &Path, split: ValSplit) -> Result<DataSplits> {
         None
     };
     let classes = training.classes.len();
+    let mut long_sittings = Vec::new();
     let (train, val) = match split {
         ValSplit::Test => {
             let Some(test) = test else {
@@ -165,12 +179,17 @@ pub fn load_splits(root: &Path, split: ValSplit) -> Result<DataSplits> {
                 ignored: [training.ignored, test.ignored].concat(),
                 nested: [training.nested, test.nested].concat(),
                 bad_names: [training.bad_names, test.bad_names].concat(),
+                long_sittings: Vec::new(),
             });
         }
         ValSplit::Tail(fraction) => hold_out_last(&training.images, classes, fraction),
         ValSplit::Blocks(fraction) => hold_out_blocks(&training.images, classes, fraction),
         ValSplit::Recordings => hold_out_recordings(&training.images, classes),
-        ValSplit::Groups(fraction) => hold_out_groups(&training.images, classes, fraction),
+        ValSplit::Groups(fraction) => {
+            let (train, val, long) = hold_out_groups(&training.images, &training.classes, fraction);
+            long_sittings = long;
+            (train, val)
+        }
     };
     Ok(DataSplits {
         classes: training.classes,
@@ -179,11 +198,13 @@ pub fn load_splits(root: &Path, split: ValSplit) -> Result<DataSplits> {
         ignored: training.ignored,
         nested: training.nested,
         bad_names: training.bad_names,
+        long_sittings,
     })
 }
 
-/// Images held out of one group of frames: at least one, and never all of them.
-fn held_count(frames: usize, fraction: f64) -> usize {
+/// Images held out of one group of frames (or of one class's photos): at least one, and never
+/// all of them.
+pub(super) fn held_count(frames: usize, fraction: f64) -> usize {
     ((frames as f64 * fraction).round() as usize).clamp(1, frames.saturating_sub(1).max(1))
 }
 
@@ -272,22 +293,29 @@ pub fn hold_out_recordings(
 }
 
 /// Splits off whole sittings of photos, about `fraction` of each class (see
-/// [`super::groups`]): their names, capture times and pictures (decoded small) decide.
+/// [`super::groups`]): their names, capture times and pictures (decoded small) decide. Also
+/// returns the classes (of `classes`) whose longest sitting was too long to hold out whole.
 pub fn hold_out_groups(
     images: &[LabeledImage],
-    num_classes: usize,
+    classes: &[String],
     fraction: f64,
-) -> (Vec<LabeledImage>, Vec<LabeledImage>) {
+) -> (Vec<LabeledImage>, Vec<LabeledImage>, Vec<LongSitting>) {
     let mut held = vec![false; images.len()];
-    for_each_class_sittings(images, num_classes, |members, group_of, names| {
+    let mut long = Vec::new();
+    for_each_class_sittings(images, classes.len(), |members, group_of, names| {
         for (&i, held_out) in members.iter().zip(super::groups::held_out(group_of, names, fraction))
         {
             held[i] = held_out;
         }
+        let longest = super::groups::longest(group_of);
+        if longest > held_count(members.len(), fraction) {
+            let class = classes[images[members[0]].label].clone();
+            long.push(LongSitting { class, images: longest, of: members.len() });
+        }
     });
     let (val, train): (Vec<_>, Vec<_>) =
         images.iter().cloned().zip(held).partition(|(_, held)| *held);
-    (train.into_iter().map(|(i, _)| i).collect(), val.into_iter().map(|(i, _)| i).collect())
+    (train.into_iter().map(|(i, _)| i).collect(), val.into_iter().map(|(i, _)| i).collect(), long)
 }
 
 /// A fold (of `folds`) for each image: whole sittings (as [`hold_out_groups`] finds them), each
@@ -416,6 +444,24 @@ mod tests {
                 val.iter().filter(|i| i.label == label).map(|i| video_frame(&i.path).0).collect();
             assert_eq!(held.len(), 1, "one recording per class");
         }
+    }
+
+    #[test]
+    fn a_class_numbered_straight_through_gives_a_fifth_and_is_reported() {
+        // Class 0: one numbered run of 20 photos; class 1: 10 photos four numbers apart.
+        let image = |label, number| LabeledImage {
+            path: PathBuf::from(format!("missing/{label}/IMG_{number:04}.jpg")),
+            label,
+        };
+        let mut images: Vec<LabeledImage> = (1..=20).map(|n| image(0, n)).collect();
+        images.extend((1..=10).map(|n| image(1, 4 * n)));
+        let classes = ["a".to_string(), "b".to_string()];
+        let (train, val, long) = hold_out_groups(&images, &classes, 0.2);
+        let held = |label| val.iter().filter(|i| i.label == label).count();
+        assert_eq!((train.len(), held(0), held(1)), (24, 4, 2), "{:?}", names(&val));
+        // Unreadable files all look alike (no picture): class 1 is one sitting by its pictures.
+        let sitting = |class: &str, n| LongSitting { class: class.into(), images: n, of: n };
+        assert_eq!(long, vec![sitting("a", 20), sitting("b", 10)]);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
+use crate::data::split::LongSitting;
 use crate::data::{BadImage, ContentHash};
 
 /// The content of `config.json`.
@@ -80,6 +81,9 @@ pub struct DatasetSummary {
     /// Images in sub-folders of class folders (not used): how many, and the first of them.
     pub nested_images: usize,
     pub nested_examples: Vec<PathBuf>,
+    /// Sittings of photos too long to hold out whole (`--val-split groups`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub long_sittings: Vec<LongSitting>,
 }
 
 /// The images a run trains and validates on, by content (`dataset.json`): what resuming

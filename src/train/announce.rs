@@ -144,6 +144,15 @@ pub fn warnings(config: &TrainConfig, data: &PreparedData) -> Vec<String> {
             first.display()
         ));
     }
+    if let Some(longest) = summary.long_sittings.iter().max_by_key(|s| s.images) {
+        warnings.push(format!(
+            "{} class(es) have a sitting too long to hold out whole (numbered names, capture times or near-identical pictures join its photos; the longest: {} of the {} photos of {}): validation holds out a contiguous block of such a sitting instead, which can flatter as neighbouring video frames do; a Test/ folder of other sittings measures honestly",
+            summary.long_sittings.len(),
+            longest.images,
+            longest.of,
+            longest.class
+        ));
+    }
     let mut counts = vec![0usize; data.classes.len()];
     for &label in &data.train.labels {
         counts[label] += 1;

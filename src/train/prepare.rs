@@ -69,6 +69,7 @@ pub fn prepare_data(config: &TrainConfig) -> Result<PreparedData> {
             ignored_files: splits.ignored,
             nested_images: splits.nested.len(),
             nested_examples: splits.nested.into_iter().take(NESTED_EXAMPLES).collect(),
+            long_sittings: splits.long_sittings,
         },
         from_cache: train.cached && val.cached,
         train_files: train.files,
