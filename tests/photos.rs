@@ -33,16 +33,36 @@ fn train_frozen(data: &Path, run: &Path, args: &[&str]) -> String {
 fn photos_get_the_full_resolution_and_a_split_by_sitting() {
     let dir = tempfile::tempdir().unwrap();
     let data = photos(dir.path(), 12);
+    // The hats numbered straight through, as a camera names them: one sitting of 12.
+    let hats = data.join("Training/hat");
+    let mut names: Vec<PathBuf> =
+        std::fs::read_dir(&hats).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    for (i, name) in names.iter().enumerate() {
+        std::fs::rename(name, hats.join(format!("IMG_{:04}.jpg", i + 1))).unwrap();
+    }
     let run = dir.path().join("run");
     let stderr = train_frozen(&data, &run, &["--epochs", "2"]);
     assert!(stderr.contains("from the data: 288 px, centre crop 0.875: photos"), "{stderr}");
     assert!(stderr.contains("groups:0.2"), "{stderr}");
+    assert!(stderr.contains("the longest: 12 of the 12 photos of hat"), "{stderr}");
     let config = common::read_json(&run.join("config.json"));
     let c = &config["config"];
     assert_eq!(
         (&c["image_size"], &c["crop"], &c["val_split"]),
         (&288.into(), &0.875.into(), &"groups:0.2".into())
     );
+    let long = &config["dataset"]["long_sittings"];
+    assert_eq!(long, &serde_json::json!([{"class": "hat", "images": 12, "of": 12}]), "{config}");
+    // The hats still give validation photos: a contiguous block of the run.
+    let val: Vec<String> = common::read_json(&run.join("dataset.json"))["val"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .filter(|path| path.contains("IMG_"))
+        .collect();
+    assert_eq!(val.len(), 2, "{val:?}");
     // A prediction cuts the same centre as training.
     let photo =
         std::fs::read_dir(data.join("Training/hat")).unwrap().next().unwrap().unwrap().path();
